@@ -1,0 +1,284 @@
+"""Layers: each knows its shapes, owns its parameters, gradients and forward cache,
+and calls the kernels. Forward and backward of a layer sit side by side.
+
+Conventions shared by every layer:
+- `params` holds trainable arrays, `grads` the matching gradients after
+  `backward`, `fixed` arrays that are part of the model but never trained
+  (the RBF centres). Optimizers update `params` in place.
+- `forward(x)` caches what `backward` needs; `backward(dy)` returns dL/dx, or
+  None when `need_dx` is False (the first layer: nobody wants the image's
+  gradient, so the kernels skip that work).
+- Activations are fused into the kernels and differentiated through the
+  layer's output, so no layer keeps its pre-activations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ConvSpec, DenseSpec, LayerShape, PoolSpec, RbfSpec
+from .kernels import conv as conv_k
+from .kernels import dense as dense_k
+from .kernels import pool as pool_k
+from .kernels.activations import ACTIVATIONS
+from .rbf_digits import digit_centres
+
+
+class Layer:
+    kind = "layer"
+
+    def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype):
+        self.name = name
+        self.in_shape = tuple(in_shape)
+        self.out_shape = tuple(out_shape)
+        self.dtype = np.dtype(dtype)
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.fixed: dict[str, np.ndarray] = {}
+        self.need_dx = True
+
+    def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def backward(self, dy: np.ndarray) -> np.ndarray | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def clear_cache(self):
+        """Forget forward caches (they can hold a whole batch of activations)."""
+        for attr in [a for a in vars(self) if a.startswith("_cache")]:
+            setattr(self, attr, None)
+
+
+def _init_std(activation: str, fan_in: int) -> float:
+    # He initialisation keeps ReLU activations' variance constant; LeCun's
+    # 1/fan_in suits the saturating units (tanh, sigmoid, scaled tanh).
+    return float(np.sqrt((2.0 if activation == "relu" else 1.0) / max(fan_in, 1)))
+
+
+# ---------------------------------------------------------------- convolution
+
+
+class Conv2D(Layer):
+    """Cross-correlation with stride, padding and an optional connection table.
+
+    Weights are stored (K, C, Fh, Fw) for a fully connected conv; with a
+    connection table only the connected (input map, filter) pairs have weights,
+    stored (connections, Fh, Fw) in the kernels' CSR order (filter-major).
+    """
+
+    kind = "conv"
+
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+        spec: ConvSpec = shape.spec
+        super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec = spec
+        channels = self.in_shape[0]
+        fh, fw = spec.kernel
+        if spec.connections is None:
+            self.conn = conv_k.full_connections(channels, spec.filters)
+            weight_shape = (spec.filters, channels, fh, fw)
+        else:
+            self.conn = conv_k.table_connections(np.array(spec.connections, dtype=bool))
+            weight_shape = (len(self.conn[1]), fh, fw)
+        self.connections = len(self.conn[1])
+        fan_in = self.connections * fh * fw // spec.filters
+        std = _init_std(spec.activation, fan_in)
+        self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
+        self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
+        self.act = ACTIVATIONS[spec.activation]
+        self._cache_x = self._cache_y = None
+
+    def _csr_weight(self, w: np.ndarray) -> np.ndarray:
+        return w.reshape(self.connections, *self.spec.kernel)
+
+    def forward(self, x):
+        s, (top, _, left, _) = self.spec.stride, self.spec.padding
+        y = conv_k.conv2d_forward(
+            x, self._csr_weight(self.params["weight"]), self.params["bias"], self.conn[0], self.conn[1],
+            s[0], s[1], top, left, self.out_shape[1], self.out_shape[2], self.act,
+        )
+        self._cache_x, self._cache_y = x, y
+        return y
+
+    def backward(self, dy):
+        s, (top, _, left, _) = self.spec.stride, self.spec.padding
+        dx, dw, db = conv_k.conv2d_backward(
+            dy, self._cache_y, self._cache_x, self._csr_weight(self.params["weight"]), self.conn,
+            s[0], s[1], top, left, self.act, self.need_dx,
+        )
+        self.grads["weight"] = dw.reshape(self.params["weight"].shape)
+        self.grads["bias"] = db
+        return dx if self.need_dx else None
+
+
+# ---------------------------------------------------------------- pooling
+
+
+class MaxPool2D(Layer):
+    kind = "pool"
+
+    def __init__(self, shape: LayerShape, dtype, rng=None):
+        super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec: PoolSpec = shape.spec
+        self._cache_argmax = None
+
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        y, self._cache_argmax = pool_k.maxpool2d_forward(x, ph, pw, sh, sw)
+        return y
+
+    def backward(self, dy):
+        if not self.need_dx:
+            return None
+        return pool_k.maxpool2d_backward(dy, self._cache_argmax, self.in_shape[1], self.in_shape[2])
+
+
+class MeanPool2D(Layer):
+    kind = "pool"
+
+    def __init__(self, shape: LayerShape, dtype, rng=None):
+        super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec: PoolSpec = shape.spec
+
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        return pool_k.meanpool2d_forward(x, ph, pw, sh, sw)
+
+    def backward(self, dy):
+        if not self.need_dx:
+            return None
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        return pool_k.meanpool2d_backward(dy, self.in_shape[1], self.in_shape[2], ph, pw, sh, sw)
+
+
+class LpPool2D(Layer):
+    """(Σ_window |x|^p)^(1/p): p = 1 is sum pooling, p → ∞ approaches max pooling."""
+
+    kind = "pool"
+
+    def __init__(self, shape: LayerShape, dtype, rng=None):
+        super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec: PoolSpec = shape.spec
+        self._cache_x = self._cache_y = None
+
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        y = pool_k.lppool2d_forward(x, self.spec.p, ph, pw, sh, sw)
+        self._cache_x, self._cache_y = x, y
+        return y
+
+    def backward(self, dy):
+        if not self.need_dx:
+            return None
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        return pool_k.lppool2d_backward(dy, self._cache_x, self._cache_y, self.spec.p, ph, pw, sh, sw)
+
+
+class Subsample2D(Layer):
+    """LeNet-5's S2/S4: y = f(β·Σ_window x + b) with a trainable β and b per map."""
+
+    kind = "subsample"
+
+    def __init__(self, shape: LayerShape, dtype, rng=None):
+        super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec: PoolSpec = shape.spec
+        channels = self.in_shape[0]
+        ph, pw = self.spec.size
+        # Start as mean pooling: β = 1/window, b = 0.
+        self.params["beta"] = np.full(channels, 1.0 / (ph * pw), dtype=self.dtype)
+        self.params["bias"] = np.zeros(channels, dtype=self.dtype)
+        self.act = ACTIVATIONS[self.spec.activation]
+        self._cache_y = self._cache_sums = None
+
+    def forward(self, x):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        y, sums = pool_k.subsample_forward(x, self.params["beta"], self.params["bias"], ph, pw, sh, sw, self.act)
+        self._cache_y, self._cache_sums = y, sums
+        return y
+
+    def backward(self, dy):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        dx, dbeta, db = pool_k.subsample_backward(
+            dy, self._cache_y, self._cache_sums, self.params["beta"], self.in_shape[1], self.in_shape[2],
+            ph, pw, sh, sw, self.act, self.need_dx,
+        )
+        self.grads["beta"], self.grads["bias"] = dbeta, db
+        return dx if self.need_dx else None
+
+
+# ---------------------------------------------------------------- fully connected
+
+
+class Dense(Layer):
+    """z = x·W + b with W stored (inputs, units); flattens (C, H, W) inputs row-major."""
+
+    kind = "dense"
+
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+        spec: DenseSpec = shape.spec
+        super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec = spec
+        fan_in = int(np.prod(self.in_shape))
+        std = _init_std(spec.activation, fan_in)
+        self.params["weight"] = (rng.standard_normal((fan_in, spec.units)) * std).astype(self.dtype)
+        self.params["bias"] = np.zeros(spec.units, dtype=self.dtype)
+        self.act = ACTIVATIONS[spec.activation]
+        self._cache_x = self._cache_y = None
+
+    def forward(self, x):
+        x2 = x.reshape(x.shape[0], -1)
+        y = dense_k.dense_forward(x2, self.params["weight"], self.params["bias"], self.act)
+        self._cache_x, self._cache_y = x2, y
+        return y
+
+    def backward(self, dy):
+        dx, dw, db = dense_k.dense_backward(
+            dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx
+        )
+        self.grads["weight"], self.grads["bias"] = dw, db
+        return dx.reshape((dy.shape[0],) + self.in_shape) if self.need_dx else None
+
+
+class RbfOutput(Layer):
+    """Classic LeNet-5 output: squared Euclidean distance to fixed digit centres.
+
+    It returns the NEGATED distances, so its outputs are logits like any other
+    network's: the nearest centre has the largest logit, and softmax
+    cross-entropy over them is the paper's criterion without its constant.
+    """
+
+    kind = "rbf"
+
+    def __init__(self, shape: LayerShape, dtype, rng=None):
+        spec: RbfSpec = shape.spec
+        super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
+        self.spec = spec
+        self.fixed["centres"] = digit_centres().astype(self.dtype)
+        self._cache_x = None
+
+    def forward(self, x):
+        x2 = x.reshape(x.shape[0], -1)
+        self._cache_x = x2
+        return -dense_k.rbf_forward(x2, self.fixed["centres"])
+
+    def backward(self, dy):
+        if not self.need_dx:
+            return None
+        dx = dense_k.rbf_backward(-dy, self._cache_x, self.fixed["centres"])
+        return dx.reshape((dy.shape[0],) + self.in_shape)
+
+
+POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample": Subsample2D}
+
+
+def build_layer(shape: LayerShape, dtype, rng: np.random.Generator) -> Layer:
+    spec = shape.spec
+    if spec.kind == "conv":
+        return Conv2D(shape, dtype, rng)
+    if spec.kind == "pool":
+        return POOL_LAYERS[spec.pool](shape, dtype, rng)
+    if spec.kind == "dense":
+        return Dense(shape, dtype, rng)
+    if spec.kind == "rbf":
+        return RbfOutput(shape, dtype, rng)
+    raise ValueError(f"unknown layer kind {spec.kind!r}")  # config validation makes this unreachable

@@ -1,0 +1,93 @@
+"""A network built from a validated config: an ordered list of layers plus the loss.
+
+Every shape was inferred by `config.validate_config` before this module runs,
+so building a model allocates parameters and nothing can fail halfway.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from .config import Config
+from .errors import UserError
+from .kernels.loss import softmax, softmax_cross_entropy
+from .layers import Layer, build_layer
+
+
+class Model:
+    def __init__(self, config: Config, dtype=np.float32, seed: int | None = None):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        rng = np.random.default_rng(config.train["seed"] if seed is None else seed)
+        self.layers: list[Layer] = [build_layer(shape, self.dtype, rng) for shape in config.layers]
+        # Nobody needs the gradient with respect to the images themselves.
+        self.layers[0].need_dx = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.config.input.shape
+
+    # ------------------------------------------------------------ compute
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits (B, classes) for a batch (B, C, H, W) of the model's dtype."""
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        grad = dlogits
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+
+    def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""
+        logits = self.forward(x)
+        loss, dlogits = softmax_cross_entropy(logits, labels)
+        self.backward(dlogits)
+        return float(loss), logits
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return softmax(self.forward(x))
+
+    def clear_caches(self) -> None:
+        for layer in self.layers:
+            layer.clear_cache()
+
+    # ------------------------------------------------------------ parameters
+
+    def parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """(qualified name, parameter, gradient) for every trainable array, in a fixed order."""
+        for layer in self.layers:
+            for name, param in layer.params.items():
+                yield f"{layer.name}.{name}", param, layer.grads.get(name)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Trainable and fixed arrays under `layer.name` keys (what a checkpoint stores)."""
+        state = {}
+        for layer in self.layers:
+            for name, array in {**layer.params, **layer.fixed}.items():
+                state[f"{layer.name}.{name}"] = array
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray], source: str) -> None:
+        """Copy arrays in, checking that every name and shape matches this architecture."""
+        expected = self.state_dict()
+        missing = [k for k in expected if k not in state]
+        if missing:
+            raise UserError(f"{source}: checkpoint lacks {missing[0]} (and {len(missing) - 1} more); "
+                            f"it was saved from another architecture")
+        for key, target in expected.items():
+            if tuple(state[key].shape) != target.shape:
+                raise UserError(f"{source}: {key} has shape {tuple(state[key].shape)} but the config needs "
+                                f"{target.shape}; the checkpoint does not match its config")
+        for key, target in expected.items():
+            target[...] = state[key]
+
+    def count_parameters(self) -> tuple[int, int]:
+        """(trainable, fixed) parameter counts."""
+        trainable = sum(p.size for layer in self.layers for p in layer.params.values())
+        fixed = sum(p.size for layer in self.layers for p in layer.fixed.values())
+        return trainable, fixed
