@@ -51,11 +51,19 @@ def download(
     no_verify: bool = typer.Option(
         False, "--no-verify", help="Accept files whose MD5 differs from the official one (e.g. a class sample)."
     ),
+    timeout: float = typer.Option(
+        30.0, "--timeout", min=0.1, help="Seconds to wait for a connection and for each read before trying the next mirror."
+    ),
 ):
     """Fetch the four MNIST files, check their MD5s and store them atomically."""
     from .download import download_mnist, resolve_data_dir
 
-    download_mnist(resolve_data_dir(data_dir), mirrors=mirror, force=force, verify=not no_verify)
+    folder = resolve_data_dir(data_dir)
+    results = download_mnist(folder, mirrors=mirror, force=force, verify=not no_verify, timeout=timeout)
+    fetched = sum(r.status == "fetched" for r in results.values())
+    unofficial = [r.name for r in results.values() if not r.verified]
+    note = f"; {len(unofficial)} not the official MNIST (accepted with --no-verify)" if unofficial else ""
+    print(f"MNIST ready in {folder}: {fetched} fetched, {len(results) - fetched} already present{note}")
 
 
 def main():  # pragma: no cover - console-script shim
