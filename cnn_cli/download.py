@@ -264,9 +264,10 @@ def _all_mirrors(user_mirrors: Iterable[str]) -> list[_Mirror]:
 class _MirrorFailed(Exception):
     """This mirror could not deliver this file; try the next one."""
 
-    def __init__(self, reason: str, unreachable: bool = False, mismatch: bool = False):
+    def __init__(self, reason: str, unreachable: bool = False, mismatch: bool = False, short: Optional[str] = None):
         super().__init__(reason)
         self.reason = reason
+        self.short = short or reason  # for the final summary line
         self.unreachable = unreachable  # host down: skip it for the remaining files
         self.mismatch = mismatch  # delivered a complete file with another checksum
 
@@ -463,8 +464,9 @@ def download_mnist(
 
             tried: list[str] = []
             fetched = None
-            for mirror in mirror_list:
+            for i, mirror in enumerate(mirror_list):
                 where = mirror.location(name)
+                last = i == len(mirror_list) - 1
                 if mirror.base in unreachable:
                     tried.append(f"{mirror.text} (skipped: {unreachable[mirror.base]} earlier)")
                     continue
@@ -473,8 +475,8 @@ def download_mnist(
                     fetched = _fetch_one(mirror, name, final, want, verify, rep, timeout, size_hint)
                 except _MirrorFailed as failure:
                     rep.done(ok=False)
-                    rep.say(f"{name}: {where} failed: {failure.reason}; trying the next mirror")
-                    tried.append(f"{where} ({failure.reason})")
+                    rep.say(f"{name}: {where} failed: {failure.reason}" + ("" if last else "; trying the next mirror"))
+                    tried.append(f"{where} ({failure.short})")
                     any_mismatch |= failure.mismatch
                     if failure.unreachable:
                         unreachable[mirror.base] = failure.reason
@@ -530,11 +532,11 @@ def _fetch_one(mirror, name, final: Path, want: str, verify: bool, rep, timeout,
                 raise _WriteFailed(str(error)) from None
         got_md5 = hasher.hexdigest()
         if got_md5 != want:
-            if verify:
-                raise _MirrorFailed(f"wrong MD5 {got_md5}, expected {want}", mismatch=True)
             problem = _idx_problem(tmp, name)
-            if problem is not None:
+            if problem is not None:  # cut, corrupt or not IDX at all: no flag can accept it
                 raise _MirrorFailed(f"not a usable IDX file: {problem}")
+            if verify:  # a complete, well-formed IDX file, just not the expected one
+                raise _MirrorFailed(f"wrong MD5 {got_md5}, expected {want}", mismatch=True, short="wrong MD5")
         try:
             os.chmod(tmp, 0o644 & ~_umask())
         except OSError:  # pragma: no cover
