@@ -1,0 +1,69 @@
+"""Scoring a model on a labelled set: loss, accuracy, per-class accuracy, confusion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernels.loss import softmax_cross_entropy
+
+EVAL_BATCH = 1000  # large batches: no backward pass, so memory is only activations
+
+
+@dataclass
+class Evaluation:
+    loss: float
+    accuracy: float
+    samples: int
+    per_class: list[float]  # accuracy per true class (NaN-free: 0 when a class is absent)
+    confusion: list[list[int]]  # confusion[true][predicted]
+
+    def to_json(self) -> dict:
+        return {"accuracy": self.accuracy, "loss": self.loss, "samples": self.samples,
+                "per_class": self.per_class, "confusion": self.confusion}
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray, prepare, batch_size: int = EVAL_BATCH) -> Evaluation:
+    """`prepare` turns a uint8 batch of images into the model's float input."""
+    classes = model.config.num_classes
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    loss_sum = 0.0
+    for start in range(0, len(labels), batch_size):
+        y = labels[start:start + batch_size]
+        logits = model.forward(prepare(images[start:start + batch_size]))
+        loss, _ = softmax_cross_entropy(logits, y)
+        loss_sum += float(loss) * len(y)
+        np.add.at(confusion, (y, logits.argmax(axis=1)), 1)
+    model.clear_caches()
+    samples = int(len(labels))
+    totals = confusion.sum(axis=1)
+    per_class = [float(confusion[c, c] / totals[c]) if totals[c] else 0.0 for c in range(classes)]
+    return Evaluation(
+        loss=loss_sum / max(samples, 1),
+        accuracy=float(np.trace(confusion) / max(samples, 1)),
+        samples=samples,
+        per_class=per_class,
+        confusion=confusion.tolist(),
+    )
+
+
+def evaluate_checkpoint(path, data_dir, split: str, offline: bool) -> Evaluation:
+    """Load a checkpoint, rebuild its model from the config inside, score one split."""
+    from pathlib import Path
+
+    from .checkpoint import load_checkpoint
+    from .config import validate_config
+    from .data import load_split
+    from .download import ensure_mnist
+    from .model import Model
+    from .train import check_image_shape, make_preparer
+
+    checkpoint = load_checkpoint(path)
+    config = validate_config(checkpoint.config, f"{path} (config.json)")
+    model = Model(config)
+    model.load_state_dict(checkpoint.weights, str(path))
+    ensure_mnist(Path(data_dir), offline=offline)
+    images, labels = load_split(data_dir, split)
+    check_image_shape(config, images, str(data_dir))
+    return evaluate(model, images, labels, make_preparer(config))

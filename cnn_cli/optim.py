@@ -1,0 +1,106 @@
+"""Optimizers and learning-rate schedules.
+
+Optimizers update the model's parameter arrays in place from the gradients the
+layers left in `layer.grads`. Their state (velocities, Adam moments, step
+count) is plain arrays keyed by parameter name, so a checkpoint can hold it and
+a resumed run continues bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Optimizer:
+    slots: tuple[str, ...] = ()
+
+    def __init__(self, params: list[tuple[str, np.ndarray]], lr: float, weight_decay: float = 0.0):
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.steps = 0
+        self.state = {name: {slot: np.zeros_like(p) for slot in self.slots} for name, p in params}
+
+    def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float) -> None:
+        self.steps += 1
+        for name, param, grad in named:
+            if self.weight_decay:
+                # L2 penalty ½λ‖w‖² added to the loss: its gradient is λw.
+                grad = grad + self.weight_decay * param
+            self._update(param, grad, self.state[name], lr)
+
+    def _update(self, param, grad, state, lr):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        out = {f"{name}.{slot}": arr for name, slots in self.state.items() for slot, arr in slots.items()}
+        out["steps"] = np.array(self.steps, dtype=np.int64)
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        for name, slots in self.state.items():
+            for slot, arr in slots.items():
+                arr[...] = state[f"{name}.{slot}"]
+        self.steps = int(state["steps"])
+
+
+class SGD(Optimizer):
+    """SGD with (optionally Nesterov) momentum, PyTorch's formulation:
+    v ← μv + g; w ← w − lr·v (or w ← w − lr·(g + μv) with Nesterov)."""
+
+    slots = ("velocity",)
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    def _update(self, param, grad, state, lr):
+        if self.momentum == 0.0:
+            param -= lr * grad
+            return
+        v = state["velocity"]
+        v *= self.momentum
+        v += grad
+        if self.nesterov:
+            param -= lr * (grad + self.momentum * v)
+        else:
+            param -= lr * v
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction."""
+
+    slots = ("m", "v")
+
+    def __init__(self, params, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def _update(self, param, grad, state, lr):
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * grad * grad
+        step_size = lr * math.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
+        param -= (step_size * m / (np.sqrt(v) + self.eps)).astype(param.dtype, copy=False)
+
+
+def make_optimizer(train: dict, params: list[tuple[str, np.ndarray]]) -> Optimizer:
+    if train["optimizer"] == "sgd":
+        return SGD(params, train["lr"], train["momentum"], train["nesterov"], train["weight_decay"])
+    return Adam(params, train["lr"], weight_decay=train["weight_decay"])
+
+
+def learning_rate(train: dict, step: int, steps_per_epoch: int) -> float:
+    """The rate for a global step: constant, step decay by epochs, or cosine to zero."""
+    base = train["lr"]
+    epoch = step // max(steps_per_epoch, 1)
+    if train["schedule"] == "step":
+        return base * train["gamma"] ** (epoch // train["step_size"])
+    if train["schedule"] == "cosine":
+        total = max(train["epochs"] * steps_per_epoch, 1)
+        return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / total))
+    return base

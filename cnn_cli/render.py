@@ -1,0 +1,23 @@
+"""Rich rendering of results for the terminal (kept apart from the numbers)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def print_evaluation(result, title: str, console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(f"[bold]{title}[/bold]: accuracy {100 * result.accuracy:.2f}%  "
+                  f"loss {result.loss:.4f}  samples {result.samples:,}")
+    classes = len(result.per_class)
+    table = Table(title="confusion matrix (rows: true class, columns: predicted)", show_lines=False)
+    table.add_column("true", justify="right", style="bold")
+    for c in range(classes):
+        table.add_column(str(c), justify="right")
+    table.add_column("accuracy", justify="right", style="bold")
+    for t in range(classes):
+        cells = [(f"[green]{n}[/green]" if p == t else (str(n) if n else "[dim]·[/dim]"))
+                 for p, n in enumerate(result.confusion[t])]
+        table.add_row(str(t), *cells, f"{100 * result.per_class[t]:.1f}%")
+    console.print(table)
