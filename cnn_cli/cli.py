@@ -32,7 +32,7 @@ def user_errors_exit_2(command):
             return command(*args, **kwargs)
         except UserError as error:
             print(f"error: {error}", file=sys.stderr)
-            raise typer.Exit(code=UserError.exit_code)
+            raise typer.Exit(code=error.exit_code)
 
     return wrapper
 
@@ -64,6 +64,84 @@ def download(
     unofficial = [r.name for r in results.values() if not r.verified]
     note = f"; {len(unofficial)} not the official MNIST (accepted with --no-verify)" if unofficial else ""
     print(f"MNIST ready in {folder}: {fetched} fetched, {len(results) - fetched} already present{note}")
+
+CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet)."
+
+
+@app.command()
+@user_errors_exit_2
+def train(
+    config: Optional[str] = typer.Argument(None, help=CONFIG_HELP + " Optional with --resume."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Run folder (default: runs/<config name>, numbered when taken)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Overrides train.epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Overrides train.batch_size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Overrides train.lr."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd or adam; overrides train.optimizer."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Overrides train.seed (weights, shuffling, validation split)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (default: all cores)."),
+    set_: List[str] = typer.Option([], "--set", help="Override any config field: key.path=value (e.g. train.momentum=0.95, fc.0.units=100); repeatable."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (last.npz) where it stopped."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
+):
+    """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
+    from .config import load_config, parse_set_option
+    from .download import resolve_data_dir
+    from .progress import make_reporter
+    from .train import TrainingInterrupted, TrainOptions, config_for_resume, prepare_run
+
+    sets = [parse_set_option(text) for text in set_]
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
+                       ("optimizer", optimizer), ("seed", seed)):
+        if value is not None:
+            sets.append((["train", key], value))
+    if config is not None:
+        cfg = load_config(config, sets)
+    elif resume is not None:
+        cfg = config_for_resume(resume, sets)
+    else:
+        raise UserError("cnn train: give a CONFIG (a YAML path or a shipped name such as lenet5) or --resume CHECKPOINT")
+    options = TrainOptions(data_dir=resolve_data_dir(data_dir), run_dir=run_dir, resume=resume,
+                           offline=offline, threads=threads)
+    reporter = make_reporter(quiet)
+    trainer = prepare_run(cfg, options, reporter)
+    reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
+                     f"{len(trainer.data.val_labels):,} validation images)")
+    try:
+        summary = trainer.run()
+    except TrainingInterrupted as stop:
+        print(f"interrupted: state saved to {trainer.run_dir / 'last.npz'}; resume with:\n  {stop.resume_command}",
+              file=sys.stderr)
+        raise typer.Exit(code=130)
+    reporter.message(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}, "
+                     f"{summary['test_samples']:,} images) with the weights of epoch {summary['best_epoch']}; "
+                     f"run folder {trainer.run_dir}")
+
+
+@app.command("eval")
+@user_errors_exit_2
+def eval_(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    split: str = typer.Option("test", "--split", help="test or train."),
+    json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+):
+    """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
+    import json
+
+    from .download import resolve_data_dir
+    from .evaluate import evaluate_checkpoint
+    from .render import print_evaluation
+
+    if split not in ("test", "train"):
+        raise UserError(f"--split {split}: choose test or train")
+    result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline)
+    if json_out:
+        print(json.dumps(result.to_json()))
+    else:
+        print_evaluation(result, f"{checkpoint} on the {split} split")
 
 
 def main():  # pragma: no cover - console-script shim
