@@ -83,7 +83,7 @@ def read_idx(path: Union[Path, str], kind: Optional[str] = None, *, name: Option
     magic = int.from_bytes(raw[:4], "big")
     if kind is not None and magic != _MAGIC[kind]:
         other = _KIND_OF_MAGIC.get(magic)
-        why = f"it looks like a {other} file" if other else "not an MNIST IDX file"
+        why = f"it looks like {'an' if other == 'images' else 'a'} {other} file" if other else "not an MNIST IDX file"
         raise UserError(
             f"{display}: magic number {magic} (0x{magic:08x}), expected {_MAGIC[kind]} for {kind}; "
             f"{why} — check the file name and contents"
