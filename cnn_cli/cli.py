@@ -144,6 +144,39 @@ def eval_(
         print_evaluation(result, f"{checkpoint} on the {split} split")
 
 
+@app.command()
+@user_errors_exit_2
+def params(
+    config: Optional[str] = typer.Argument(
+        None, help=CONFIG_HELP + " Default: lenet5-classic, the homework's LeNet-5."
+    ),
+    input_shape: Optional[str] = typer.Option(
+        None, "--input", help="Recompute for another image size CxHxW, e.g. 1x32x32 (the config's input.pad is still added)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
+    sizes: Optional[str] = typer.Option(
+        None, "--sizes", help="Image sizes to compare with a fully connected network, e.g. 28,32,64 (default: 1×, 2×, 4× the config's)."
+    ),
+):
+    """Parameters, formulas, multiply-adds and receptive fields of every layer — no kernels, no JIT."""
+    import json
+    import os
+
+    from .params import params_report, render_report
+
+    report = params_report(config, input_shape, sizes, sizes_default=not json_out)
+    if json_out:
+        print(json.dumps(report.to_json()))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)
+    for renderable in render_report(report):
+        console.print(renderable)
+
+
 def main():  # pragma: no cover - console-script shim
     app()
 
