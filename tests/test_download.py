@@ -486,11 +486,10 @@ def test_ensure_mnist_offline_missing_folder(tmp_path):
 
 
 def run(*args):
-    import click
     import typer.main
 
     # With a single command Typer runs it directly; with several, `download` is a subcommand.
-    is_group = isinstance(typer.main.get_command(app), click.Group)
+    is_group = hasattr(typer.main.get_command(app), "commands")
     return CliRunner().invoke(app, (["download"] if is_group else []) + list(args))
 
 
