@@ -233,6 +233,9 @@ def _parse_mirror(text: str) -> _Mirror:
     if not text:
         raise UserError("--mirror: empty value; give an http(s):// URL, a file:// URL or a folder")
     if "://" in text:
+        for name in OFFICIAL_FILES:  # a URL of one of the files: use its folder
+            if text.endswith("/" + name):
+                text = text[: -len(name)]
         parts = urllib.parse.urlsplit(text)
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
@@ -247,7 +250,10 @@ def _parse_mirror(text: str) -> _Mirror:
         raise UserError(
             f"--mirror {text}: unsupported scheme {parts.scheme!r}; use http(s)://, file:// or a plain folder"
         )
-    return _Mirror(text, "file", str(Path(text).expanduser()))
+    folder = Path(text).expanduser()
+    if folder.name in OFFICIAL_FILES and not folder.is_dir():  # a path of one of the files
+        folder = folder.parent
+    return _Mirror(text, "file", str(folder))
 
 
 def _all_mirrors(user_mirrors: Iterable[str]) -> list[_Mirror]:
@@ -468,7 +474,7 @@ def download_mnist(
                 where = mirror.location(name)
                 last = i == len(mirror_list) - 1
                 if mirror.base in unreachable:
-                    tried.append(f"{mirror.text} (skipped: {unreachable[mirror.base]} earlier)")
+                    tried.append(f"{mirror.text} (skipped: {unreachable[mirror.base]} for an earlier file)")
                     continue
                 rep.say(f"{name}: fetching {where}")
                 try:

@@ -166,6 +166,8 @@ def _no_internet_plain_output(monkeypatch):
     monkeypatch.setattr(dl, "DEFAULT_MIRRORS", ())
     for var in ("CNN_DATA_DIR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(var, raising=False)
+    for var in ("no_proxy", "NO_PROXY"):  # never send 127.0.0.1 through a configured proxy
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
 
 
 @pytest.fixture
@@ -362,6 +364,31 @@ def test_failed_refetch_keeps_the_existing_file(tmp_path, src, server, out):
     assert leftovers(dst) == []
 
 
+def test_interrupt_mid_transfer_removes_the_temp_file(tmp_path, src, out, monkeypatch):
+    def interrupted(*args, **kw):
+        args[1].write(b"partial")  # something is on disk already
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dl, "_copy_stream", interrupted)
+    dst = tmp_path / "data"
+    with pytest.raises(KeyboardInterrupt):
+        fetch(dst, src, [str(src.folder)], out)
+    assert list(dst.iterdir()) == []
+
+
+def test_disk_full_is_a_user_error_not_a_mirror_failure(tmp_path, src, out, monkeypatch):
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dl.os, "fsync", full)
+    dst = tmp_path / "data"
+    with pytest.raises(UserError) as info:
+        fetch(dst, src, [str(src.folder), str(src.folder) + "/"], out)
+    msg = str(info.value)
+    assert msg.startswith(f"cannot write {dst / NAMES[0]}") and "No space left" in msg
+    assert list(dst.iterdir()) == []
+
+
 # --------------------------------------------------------------------------- file:// and folders
 
 
@@ -416,6 +443,13 @@ def test_official_table_matches_the_issue():
         "t10k-images-idx3-ubyte.gz": ("9fb629c4189551a2d022fa330f9573f3", 1_648_877, "test", "images"),
         "t10k-labels-idx1-ubyte.gz": ("ec29112dd5afa0611ce80d1b7f02629c", 4_542, "test", "labels"),
     }
+
+
+def test_mirror_given_as_a_file_url_or_path_uses_its_folder(tmp_path):
+    name = "t10k-labels-idx1-ubyte.gz"
+    assert dl._parse_mirror(f"https://h.example/m/{name}").base == "https://h.example/m/"
+    assert dl._parse_mirror(str(tmp_path / name)).base == str(tmp_path)
+    assert dl._parse_mirror((tmp_path / "x").as_uri()).base == str(tmp_path / "x")
 
 
 def test_resolve_data_dir(monkeypatch):
