@@ -295,7 +295,7 @@ def _network_reason(error: BaseException, timeout: float) -> str:
     if isinstance(error, ConnectionRefusedError):
         return "connection refused"
     if isinstance(error, socket.gaierror):
-        return "host not found (no network?)"
+        return "host not found, no network?"
     if isinstance(error, (ConnectionResetError, http.client.RemoteDisconnected, http.client.IncompleteRead)):
         return "connection closed by the server"
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
