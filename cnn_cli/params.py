@@ -535,7 +535,8 @@ def render_report(report: ParamsReport) -> list[Any]:
     for header, justify in (("layer", "left"), ("type", "left"), ("output", "right"), ("params", "right"),
                             ("formula", "left"), ("weights", "left"), ("MACs", "right"),
                             ("receptive field", "left"), ("share", "right")):
-        table.add_column(header, justify=justify)
+        # In a narrow terminal cells fold onto more lines; no number ends in an ellipsis.
+        table.add_column(header, justify=justify, overflow="fold")
     for layer in report.layers:
         kind = layer.type + (f" {layer.detail}" if layer.detail else "")
         macs = _n(layer.macs)
@@ -565,7 +566,7 @@ def render_report(report: ParamsReport) -> list[Any]:
         for header, justify in (("layer", "left"), ("fully connected", "right"), ("locally connected", "right"),
                                 ("convolution", "right"), ("local saves", "right"), ("sharing saves", "right"),
                                 ("MACs (local = conv)", "right")):
-            comp.add_column(header, justify=justify)
+            comp.add_column(header, justify=justify, overflow="fold")
         for cmp in report.conv_comparisons:
             comp.add_row(cmp.name, _n(cmp.fully_connected), _n(cmp.locally_connected), _n(cmp.conv),
                          _ratio(cmp.fully_connected, cmp.locally_connected), _ratio(cmp.locally_connected, cmp.conv),
@@ -580,7 +581,8 @@ def render_report(report: ParamsReport) -> list[Any]:
                       title_justify="left")
         for header in ("image", "conv & pool", "first FC", "other FC", "CNN total",
                        "dense net", "dense total", "dense / CNN"):
-            sizes.add_column(header, justify="left" if header in ("image", "dense net") else "right")
+            sizes.add_column(header, justify="left" if header in ("image", "dense net") else "right",
+                             overflow="fold")
         for row in report.sizes:
             other = row.cnn_params - row.conv_pool_params - row.first_fc_params
             sizes.add_row(_shape(row.image_shape), _n(row.conv_pool_params),
