@@ -1,0 +1,176 @@
+"""Activation functions, fused into every layer kernel through their outputs.
+
+Each layer keeps only its output `a = f(z)`, never the pre-activation `z`: every
+activation used here has a derivative that is a function of its own output
+(relu: a > 0, sigmoid: a(1−a), tanh: 1−a², LeCun's scaled tanh
+(2/3)/1.7159·(1.7159²−a²)), so backward computes `δ = ∂L/∂a · f'(a)` without a
+second activation-sized buffer per layer.
+
+Codes are plain ints so that a kernel can take the activation as an ordinary
+runtime argument (one compiled specialisation serves every activation) and so
+that importing this module compiles nothing: config validation reads
+`ACTIVATIONS` without touching Numba.
+
+Constants are built with `type(z)(...)` / `v.dtype.type(...)`: a bare Python float
+literal is float64 in Numba and would silently promote float32 training math to
+float64 (slower, and different from what a float32 reference computes).
+
+Array indices in the inner loops are cast to uint64: Numba emits negative-index
+wraparound (`i < 0 ? i + n : i`) for signed indices, which stops LLVM from seeing
+consecutive addresses and so from vectorising the loop.
+"""
+
+import numpy as np
+from numba import njit, prange, uint64
+
+IDENTITY = 0
+RELU = 1
+SIGMOID = 2
+TANH = 3
+SCALED_TANH = 4
+
+ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "scaled_tanh": SCALED_TANH}
+
+# LeCun 1998, appendix A: f(z) = A·tanh(S·z) with A = 1.7159, S = 2/3, chosen so
+# that f(±1) = ±1 and the effective gain is near 1 around the origin.
+LECUN_A = 1.7159
+LECUN_S = 2.0 / 3.0
+
+# Elements handled by one parallel item of the standalone activation kernels:
+# large enough that scheduling overhead is negligible, small enough that a
+# LeNet-sized batch still splits across cores.
+_CHUNK = 4096
+
+
+@njit(cache=True)
+def check_code(code):
+    """Reject unknown activation codes before any parallel loop starts."""
+    if code < IDENTITY or code > SCALED_TANH:
+        raise ValueError("unknown activation code")
+
+
+@njit(inline="always", cache=True)
+def activate(z, code):
+    """f(z) for one scalar, in z's own precision."""
+    T = type(z)
+    if code == RELU:
+        # `z <= 0` is False for NaN, so a diverged value stays NaN instead of
+        # being hidden as 0.
+        return T(0) if z <= T(0) else z
+    if code == SIGMOID:
+        # exp(−z) overflows to inf for z ≪ 0, giving 1/inf = 0: no NaN.
+        return T(1) / (T(1) + np.exp(-z))
+    if code == TANH:
+        return np.tanh(z)
+    if code == SCALED_TANH:
+        return T(LECUN_A) * np.tanh(T(LECUN_S) * z)
+    return z
+
+
+@njit(inline="always", cache=True)
+def activation_derivative_from_output(a, code):
+    """f'(z) expressed through a = f(z)."""
+    T = type(a)
+    if code == RELU:
+        return T(1) if a > T(0) else T(0)
+    if code == SIGMOID:
+        return a * (T(1) - a)
+    if code == TANH:
+        return T(1) - a * a
+    if code == SCALED_TANH:
+        # f = A·tanh(S z) ⇒ f' = A·S·(1 − tanh²) = (S/A)·(A² − f²)
+        return T(LECUN_S / LECUN_A) * (T(LECUN_A * LECUN_A) - a * a)
+    return T(1)
+
+
+@njit(inline="always", cache=True)
+def activate_span(v, lo, hi, code):
+    """In place v[lo:hi] = f(v[lo:hi]) on a 1-D array.
+
+    The branch on `code` sits outside the loops so each loop body is
+    branch-free; relu (the common case) then vectorises.
+    """
+    T = v.dtype.type
+    if code == RELU:
+        zero = T(0)
+        for t in range(lo, hi):
+            z = v[uint64(t)]
+            v[uint64(t)] = zero if z <= zero else z
+    elif code == SIGMOID:
+        one = T(1)
+        for t in range(lo, hi):
+            v[uint64(t)] = one / (one + np.exp(-v[uint64(t)]))
+    elif code == TANH:
+        for t in range(lo, hi):
+            v[uint64(t)] = np.tanh(v[uint64(t)])
+    elif code == SCALED_TANH:
+        amp = T(LECUN_A)
+        s = T(LECUN_S)
+        for t in range(lo, hi):
+            v[uint64(t)] = amp * np.tanh(s * v[uint64(t)])
+
+
+@njit(inline="always", cache=True)
+def delta_span(da, a, out, lo, hi, code):
+    """out[lo:hi] = da[lo:hi] · f'(a[lo:hi]) on 1-D arrays (branch outside the loops)."""
+    T = out.dtype.type
+    if code == RELU:
+        zero = T(0)
+        for t in range(lo, hi):
+            u = uint64(t)
+            out[u] = da[u] if a[u] > zero else zero
+    elif code == SIGMOID:
+        one = T(1)
+        for t in range(lo, hi):
+            u = uint64(t)
+            out[u] = da[u] * (a[u] * (one - a[u]))
+    elif code == TANH:
+        one = T(1)
+        for t in range(lo, hi):
+            u = uint64(t)
+            out[u] = da[u] * (one - a[u] * a[u])
+    elif code == SCALED_TANH:
+        g = T(LECUN_S / LECUN_A)
+        a2 = T(LECUN_A * LECUN_A)
+        for t in range(lo, hi):
+            u = uint64(t)
+            out[u] = da[u] * (g * (a2 - a[u] * a[u]))
+    else:
+        for t in range(lo, hi):
+            u = uint64(t)
+            out[u] = da[u]
+
+
+@njit(parallel=True, cache=True)
+def activation_forward(z, code):
+    """a = f(z) for an array of any shape; returns a new array of z's dtype and shape."""
+    check_code(code)
+    src = z.ravel()
+    n = src.size
+    out = np.empty(n, dtype=z.dtype)
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):
+        lo = ch * _CHUNK
+        hi = min(lo + _CHUNK, n)
+        for t in range(lo, hi):
+            out[uint64(t)] = src[uint64(t)]
+        activate_span(out, lo, hi, code)
+    return out.reshape(z.shape)
+
+
+@njit(parallel=True, cache=True)
+def activation_backward(da, a, code):
+    """dz = da · f'(a), with f' read from the output a; shape and dtype of da."""
+    check_code(code)
+    if da.shape != a.shape:
+        raise ValueError("activation_backward: da and a shapes differ")
+    g = da.ravel()
+    av = a.ravel()
+    n = g.size
+    out = np.empty(n, dtype=da.dtype)
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):
+        lo = ch * _CHUNK
+        hi = min(lo + _CHUNK, n)
+        delta_span(g, av, out, lo, hi, code)
+    return out.reshape(da.shape)

@@ -1,0 +1,379 @@
+"""Pooling kernels (NCHW): max, mean, L_p-norm and LeNet-5's trainable subsampling.
+
+Window (ph, pw), stride (sh, sw), no padding; the output is
+floor((H − ph)/sh) + 1 by floor((W − pw)/sw) + 1, so trailing rows/columns
+that fit no window are dropped in forward and get zero gradient (SPEC §4).
+Stride smaller than the window (overlapping windows) is allowed; backward then
+adds the contributions of every window a pixel belongs to.
+
+Every parallel item is one (b, c) plane (or one channel c for the parameter
+gradients of subsampling), so each item writes only its own memory and sums
+run in a fixed order: bitwise deterministic for any thread count, and even
+batch 1 has C items.
+
+Loops are ordered (output row i, tap m, tap n, output column j) with j
+innermost: contiguous in the output and delta, and in the input when the
+column stride is 1 (a separate loop for that case lets LLVM use plain vector
+loads). Max pooling is written the same way — a running maximum per output
+column updated with a select — so it vectorises too, and scanning taps (m, n)
+in row-major order with a strict `>` keeps the FIRST maximum on ties.
+"""
+
+import numpy as np
+from numba import njit, prange, uint64
+
+from .activations import activate_span, check_code, delta_span
+
+
+@njit(cache=True)
+def _pool_out(H, W, ph, pw, sh, sw):
+    """Output size of a valid (unpadded) pooling window; rejects impossible shapes."""
+    if ph < 1 or pw < 1 or sh < 1 or sw < 1:
+        raise ValueError("pool: window and stride must be at least 1")
+    if H < ph or W < pw:
+        raise ValueError("pool: window larger than the input map")
+    return (H - ph) // sh + 1, (W - pw) // sw + 1
+
+
+@njit(cache=True)
+def _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw):
+    eh, ew = _pool_out(H, W, ph, pw, sh, sw)
+    if oh != eh or ow != ew:
+        raise ValueError("pool backward: gradient shape does not match the input size and window")
+
+
+@njit(inline="always", cache=True)
+def _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow):
+    """out[b,c] = Σ over each window of x[b,c] (shared by mean pooling and subsampling)."""
+    for i in range(oh):
+        for j in range(ow):
+            out[b, c, i, uint64(j)] = 0
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if sw == 1:
+                    for j in range(ow):
+                        out[b, c, i, uint64(j)] += x[b, c, r, uint64(j + n)]
+                else:
+                    for j in range(ow):
+                        out[b, c, i, uint64(j)] += x[b, c, r, uint64(j * sw + n)]
+
+
+@njit(inline="always", cache=True)
+def _scatter_windows(g, dx, b, c, scale, ph, pw, sh, sw, oh, ow):
+    """dx[b,c] window positions += scale · g[b,c,i,j]; dx[b,c] must be zeroed first.
+
+    `scale` multiplies (subsampling's β); mean pooling divides instead, see below.
+    """
+    for i in range(oh):
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if sw == 1:
+                    for j in range(ow):
+                        dx[b, c, r, uint64(j + n)] += scale * g[b, c, i, uint64(j)]
+                else:
+                    for j in range(ow):
+                        dx[b, c, r, uint64(j * sw + n)] += scale * g[b, c, i, uint64(j)]
+
+
+@njit(inline="always", cache=True)
+def _zero_plane(dx, b, c, H, W):
+    for r in range(H):
+        for q in range(W):
+            dx[b, c, r, uint64(q)] = 0
+
+
+# ---------------------------------------------------------------- max
+
+
+@njit(parallel=True, cache=True)
+def maxpool2d_forward(x, ph, pw, sh, sw):
+    """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
+    window in row-major scan order (int64), used by backward to route δ."""
+    B, C, H, W = x.shape
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    out = np.empty((B, C, oh, ow), dtype=x.dtype)
+    arg = np.empty((B, C, oh, ow), dtype=np.int64)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        for i in range(oh):
+            r0 = i * sh
+            for j in range(ow):
+                out[b, c, i, uint64(j)] = x[b, c, r0, uint64(j * sw)]
+                arg[b, c, i, uint64(j)] = r0 * W + j * sw
+            for m in range(ph):
+                r = r0 + m
+                # Tap (0, 0) is the initial value; start the first row at n = 1.
+                n0 = 1 if m == 0 else 0
+                for n in range(n0, pw):
+                    for j in range(ow):
+                        v = x[b, c, r, uint64(j * sw + n)]
+                        cur = out[b, c, i, uint64(j)]
+                        # Strict '>' keeps the first maximum; a NaN wins once
+                        # (like PyTorch, NaN propagates) and then stays.
+                        take = (v > cur) or (v != v and cur == cur)
+                        out[b, c, i, uint64(j)] = v if take else cur
+                        arg[b, c, i, uint64(j)] = r * W + j * sw + n if take else arg[b, c, i, uint64(j)]
+    return out, arg
+
+
+@njit(parallel=True, cache=True)
+def maxpool2d_backward(dout, argmax, H, W):
+    """dx (B,C,H,W): each δ goes to its window's recorded argmax only; with
+    overlapping windows a pixel that is the maximum of several windows gets
+    the sum of their δ."""
+    B, C, oh, ow = dout.shape
+    if argmax.shape != dout.shape:
+        raise ValueError("maxpool2d_backward: argmax and dout shapes differ")
+    HW = H * W
+    dx = np.empty((B, C, H, W), dtype=dout.dtype)
+    dflat = dx.reshape(B, C, HW)
+    bad = np.zeros(B * C, dtype=np.bool_)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        for q in range(HW):
+            dflat[b, c, uint64(q)] = 0
+        for i in range(oh):
+            for j in range(ow):
+                idx = argmax[b, c, i, j]
+                if idx < 0 or idx >= HW:
+                    bad[bc] = True  # never write outside the plane
+                else:
+                    dflat[b, c, idx] += dout[b, c, i, j]
+    for bc in range(B * C):
+        if bad[bc]:
+            raise ValueError("maxpool2d_backward: argmax index outside the input map")
+    return dx
+
+
+# ---------------------------------------------------------------- mean
+
+
+@njit(parallel=True, cache=True)
+def meanpool2d_forward(x, ph, pw, sh, sw):
+    """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
+    B, C, H, W = x.shape
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    out = np.empty((B, C, oh, ow), dtype=x.dtype)
+    area = x.dtype.type(ph * pw)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
+        for i in range(oh):
+            for j in range(ow):
+                out[b, c, i, uint64(j)] /= area
+    return out
+
+
+@njit(parallel=True, cache=True)
+def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
+    """δ/(ph·pw) to every position of each window; overlaps add up."""
+    B, C, oh, ow = dout.shape
+    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
+    dx = np.empty((B, C, H, W), dtype=dout.dtype)
+    area = dout.dtype.type(ph * pw)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        _zero_plane(dx, b, c, H, W)
+        for i in range(oh):
+            for m in range(ph):
+                r = i * sh + m
+                for n in range(pw):
+                    if sw == 1:
+                        for j in range(ow):
+                            dx[b, c, r, uint64(j + n)] += dout[b, c, i, uint64(j)] / area
+                    else:
+                        for j in range(ow):
+                            dx[b, c, r, uint64(j * sw + n)] += dout[b, c, i, uint64(j)] / area
+    return dx
+
+
+# ---------------------------------------------------------------- L_p norm
+
+
+@njit(parallel=True, cache=True)
+def lppool2d_forward(x, p, ph, pw, sh, sw):
+    """out = (Σ_window |x|^p)^(1/p), p ≥ 1 (p = 1: sum of |x|; p → ∞: max |x|).
+
+    p = 1 and p = 2 avoid pow(). Equals torch.nn.functional.lp_pool2d for p = 2
+    and for x ≥ 0 (PyTorch raises x to p without abs()).
+    """
+    B, C, H, W = x.shape
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    T = x.dtype.type
+    P = T(p)
+    if not (P >= T(1)):
+        raise ValueError("lppool2d: p must be >= 1")
+    invp = T(1) / P
+    out = np.empty((B, C, oh, ow), dtype=x.dtype)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        for i in range(oh):
+            for j in range(ow):
+                out[b, c, i, uint64(j)] = 0
+            for m in range(ph):
+                r = i * sh + m
+                for n in range(pw):
+                    if P == T(2):
+                        for j in range(ow):
+                            v = x[b, c, r, uint64(j * sw + n)]
+                            out[b, c, i, uint64(j)] += v * v
+                    elif P == T(1):
+                        for j in range(ow):
+                            out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)])
+                    else:
+                        for j in range(ow):
+                            out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)]) ** P
+            if P == T(2):
+                for j in range(ow):
+                    out[b, c, i, uint64(j)] = np.sqrt(out[b, c, i, uint64(j)])
+            elif P != T(1):
+                for j in range(ow):
+                    out[b, c, i, uint64(j)] = out[b, c, i, uint64(j)] ** invp
+    return out
+
+
+@njit(parallel=True, cache=True)
+def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
+    """∂out/∂x = sign(x)·(|x|/out)^(p−1) for each window x belongs to; 0 where out == 0
+    (the norm is not differentiable there; 0 is the subgradient that keeps
+    training finite)."""
+    B, C, H, W = x.shape
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    if dout.shape != out.shape or out.shape[0] != B or out.shape[1] != C or out.shape[2] != oh or out.shape[3] != ow:
+        raise ValueError("lppool2d_backward: dout/out shapes do not match x and the window")
+    T = x.dtype.type
+    P = T(p)
+    if not (P >= T(1)):
+        raise ValueError("lppool2d: p must be >= 1")
+    pm1 = P - T(1)
+    # coef = δ / out^(p−1) once per output, so the scatter loop below is a
+    # plain multiply-add.
+    coef = np.empty((B, C, oh, ow), dtype=x.dtype)
+    dx = np.empty((B, C, H, W), dtype=x.dtype)
+    zero = T(0)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        for i in range(oh):
+            for j in range(ow):
+                o = out[b, c, i, uint64(j)]
+                g = dout[b, c, i, uint64(j)]
+                if P == T(2):
+                    q = g / o
+                elif P == T(1):
+                    q = g
+                else:
+                    q = g / o**pm1
+                coef[b, c, i, uint64(j)] = q if o > zero else zero
+        _zero_plane(dx, b, c, H, W)
+        for i in range(oh):
+            for m in range(ph):
+                r = i * sh + m
+                for n in range(pw):
+                    if P == T(2):
+                        for j in range(ow):
+                            q = uint64(j * sw + n)
+                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * x[b, c, r, q]
+                    elif P == T(1):
+                        for j in range(ow):
+                            q = uint64(j * sw + n)
+                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * np.sign(x[b, c, r, q])
+                    else:
+                        for j in range(ow):
+                            q = uint64(j * sw + n)
+                            v = x[b, c, r, q]
+                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
+    return dx
+
+
+# ---------------------------------------------------------------- LeNet-5 subsampling
+
+
+@njit(parallel=True, cache=True)
+def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
+    """a[b,c,i,j] = act(β[c]·Σ_window x + bias[c]) (LeNet-5's S2/S4, 2 parameters per map).
+
+    Returns (a, sums); the window sums are ∂z/∂β, which backward needs.
+    """
+    check_code(act)
+    B, C, H, W = x.shape
+    if beta.size != C or bias.size != C:
+        raise ValueError("subsample: beta and bias need one entry per channel")
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    sums = np.empty((B, C, oh, ow), dtype=x.dtype)
+    a = np.empty((B, C, oh, ow), dtype=x.dtype)
+    flat = a.reshape(a.size)
+    plane = oh * ow
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        _window_sums(x, sums, b, c, ph, pw, sh, sw, oh, ow)
+        bt = beta[c]
+        bs = bias[c]
+        for i in range(oh):
+            for j in range(ow):
+                a[b, c, i, uint64(j)] = bt * sums[b, c, i, uint64(j)] + bs
+        activate_span(flat, bc * plane, (bc + 1) * plane, act)
+    return a, sums
+
+
+@njit(parallel=True, cache=True)
+def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
+    """Returns (dx, dβ, dbias); dx is (0,0,0,0) when need_dx is False.
+
+    With δ = da·f'(a): dβ[c] = Σ δ·sums, dbias[c] = Σ δ (over batch and
+    positions, accumulated per output column then summed in a fixed order),
+    dx = β[c]·δ scattered to every position of each window.
+    """
+    check_code(act)
+    B, C, oh, ow = da.shape
+    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
+    if a.shape != da.shape or sums.shape != da.shape or beta.size != C:
+        raise ValueError("subsample_backward: da, a, sums and beta shapes disagree")
+    dt = da.dtype
+    delta = np.empty((B, C, oh, ow), dtype=dt)
+    dflat = delta.reshape(delta.size)
+    daf = da.ravel()
+    af = a.ravel()
+    plane = oh * ow
+    for bc in prange(B * C):
+        delta_span(daf, af, dflat, bc * plane, (bc + 1) * plane, act)
+
+    dbeta = np.empty(C, dtype=dt)
+    dbias = np.empty(C, dtype=dt)
+    rb = np.empty((C, ow), dtype=dt)
+    rs = np.empty((C, ow), dtype=dt)
+    for c in prange(C):
+        for j in range(ow):
+            rb[c, uint64(j)] = 0
+            rs[c, uint64(j)] = 0
+        for b in range(B):
+            for i in range(oh):
+                for j in range(ow):
+                    d = delta[b, c, i, uint64(j)]
+                    rb[c, uint64(j)] += d * sums[b, c, i, uint64(j)]
+                    rs[c, uint64(j)] += d
+        sb = dt.type(0)
+        ss = dt.type(0)
+        for j in range(ow):
+            sb += rb[c, uint64(j)]
+            ss += rs[c, uint64(j)]
+        dbeta[c] = sb
+        dbias[c] = ss
+
+    if not need_dx:
+        return np.empty((0, 0, 0, 0), dtype=dt), dbeta, dbias
+    dx = np.empty((B, C, H, W), dtype=dt)
+    for bc in prange(B * C):
+        b = bc // C
+        c = bc - b * C
+        _zero_plane(dx, b, c, H, W)
+        _scatter_windows(delta, dx, b, c, beta[c], ph, pw, sh, sw, oh, ow)
+    return dx, dbeta, dbias
