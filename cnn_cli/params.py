@@ -42,7 +42,7 @@ Receptive field
     of the map they flatten (the step their outputs would take if the network
     were slid over a larger image, fully convolutionally).
 Memory
-    float32 (the training dtype, SPEC §1): 4 bytes per parameter; the
+    float32 (the training dtype in SPEC): 4 bytes per parameter; the
     activations of one image are the input plus every layer's output, as kept
     for one forward pass (training keeps them and as many gradients).
 Input sizes
