@@ -177,6 +177,34 @@ def params(
         console.print(renderable)
 
 
+@app.command()
+@user_errors_exit_2
+def gradcheck(
+    config: Optional[str] = typer.Argument(None, help="Check a whole network end to end; without it, the built-in suite of every layer kind."),
+    json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs and weights."),
+):
+    """Compare every analytic gradient with central differences in float64 (pass: max relative error < 1e-6)."""
+    import json
+
+    from .gradcheck import TOLERANCE, check_network, run_builtin_suite
+    from .render import print_gradcheck
+
+    if config is None:
+        results = run_builtin_suite(seed)
+    else:
+        from .config import load_config
+
+        results = check_network(load_config(config), seed)
+    passed = all(r.passed for r in results)
+    if json_out:
+        print(json.dumps({"cases": [r.to_json() for r in results], "passed": passed}))
+    else:
+        print_gradcheck(results, TOLERANCE)
+    if not passed:
+        raise typer.Exit(code=1)
+
+
 def main():  # pragma: no cover - console-script shim
     app()
 

@@ -223,12 +223,12 @@ class Dense(Layer):
         self.params["weight"] = (rng.standard_normal((fan_in, spec.units)) * std).astype(self.dtype)
         self.params["bias"] = np.zeros(spec.units, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
-        self._cache_x = self._cache_y = None
+        self._cache_x = self._cache_y = self._cache_shape = None
 
     def forward(self, x):
         x2 = x.reshape(x.shape[0], -1)
         y = dense_k.dense_forward(x2, self.params["weight"], self.params["bias"], self.act)
-        self._cache_x, self._cache_y = x2, y
+        self._cache_x, self._cache_y, self._cache_shape = x2, y, x.shape
         return y
 
     def backward(self, dy):
@@ -236,7 +236,8 @@ class Dense(Layer):
             dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx
         )
         self.grads["weight"], self.grads["bias"] = dw, db
-        return dx.reshape((dy.shape[0],) + self.in_shape) if self.need_dx else None
+        # Unflatten: the layer below gets its gradient in the shape it produced.
+        return dx.reshape(self._cache_shape) if self.need_dx else None
 
 
 class RbfOutput(Layer):
@@ -254,18 +255,18 @@ class RbfOutput(Layer):
         super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
         self.spec = spec
         self.fixed["centres"] = digit_centres().astype(self.dtype)
-        self._cache_x = None
+        self._cache_x = self._cache_shape = None
 
     def forward(self, x):
         x2 = x.reshape(x.shape[0], -1)
-        self._cache_x = x2
+        self._cache_x, self._cache_shape = x2, x.shape
         return -dense_k.rbf_forward(x2, self.fixed["centres"])
 
     def backward(self, dy):
         if not self.need_dx:
             return None
         dx = dense_k.rbf_backward(-dy, self._cache_x, self.fixed["centres"])
-        return dx.reshape((dy.shape[0],) + self.in_shape)
+        return dx.reshape(self._cache_shape)
 
 
 POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample": Subsample2D}

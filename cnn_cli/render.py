@@ -21,3 +21,19 @@ def print_evaluation(result, title: str, console: Console | None = None) -> None
                  for p, n in enumerate(result.confusion[t])]
         table.add_row(str(t), *cells, f"{100 * result.per_class[t]:.1f}%")
     console.print(table)
+
+
+def print_gradcheck(results, tolerance: float, console: Console | None = None) -> None:
+    console = console or Console()
+    table = Table(title=f"gradient check: analytic vs central differences (pass < {tolerance:g})")
+    table.add_column("case")
+    table.add_column("layer")
+    table.add_column("checked")
+    table.add_column("max rel. error", justify="right")
+    table.add_column("result")
+    for r in results:
+        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        table.add_row(r.name, r.layer, ", ".join(sorted(r.errors)), f"{r.max_rel_error:.2e}", verdict)
+    console.print(table)
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
