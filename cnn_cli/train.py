@@ -303,12 +303,12 @@ class Trainer:
         self.interrupted = True
 
     def resume_command(self) -> str:
-        parts = [self.options.command_prefix, "--resume", str(self.run_dir / "last.npz")]
+        parts = ["--resume", str(self.run_dir / "last.npz")]
         if self.options.data_dir != Path("data"):
             parts += ["--data-dir", str(self.options.data_dir)]
         if self.options.threads:
             parts += ["--threads", str(self.options.threads)]
-        return " ".join(shlex.quote(p) for p in parts)
+        return " ".join([self.options.command_prefix] + [shlex.quote(p) for p in parts])
 
 
 def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
