@@ -127,6 +127,9 @@ def eval_(
     split: str = typer.Option("test", "--split", help="test or train."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    plot: bool = typer.Option(
+        False, "--plot", help="Also write the confusion matrix as a PNG beside the checkpoint (<name>-confusion-<split>.png; needs matplotlib)."
+    ),
 ):
     """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
     import json
@@ -137,11 +140,20 @@ def eval_(
 
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
+    if plot:
+        from .plots import default_confusion_path, output_path, plot_confusion
+
+        figure_path = output_path(None, default_confusion_path(checkpoint, split))  # fails before evaluating
     result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline)
     if json_out:
         print(json.dumps(result.to_json()))
     else:
         print_evaluation(result, f"{checkpoint} on the {split} split")
+    if plot:
+        title = (f"{checkpoint} on the {split} split: accuracy {100 * result.accuracy:.2f}% "
+                 f"({result.samples:,} images)")
+        written = plot_confusion(result.confusion, title, figure_path)
+        print(f"confusion matrix: {written.describe()}", file=sys.stderr if json_out else sys.stdout)
 
 
 @app.command()
@@ -157,11 +169,28 @@ def params(
     sizes: Optional[str] = typer.Option(
         None, "--sizes", help="Image sizes to compare with a fully connected network, e.g. 28,32,64 (default: 1×, 2×, 4× the config's)."
     ),
+    receptive: bool = typer.Option(
+        False, "--receptive", help="Instead: a heat map of how many windows of a conv layer cover each of its input pixels."
+    ),
+    layer: Optional[str] = typer.Option(
+        None, "--layer", help="With --receptive (implied): the conv or pool layer to draw, by name (default: the first conv)."
+    ),
 ):
     """Parameters, formulas, multiply-adds and receptive fields of every layer — no kernels, no JIT."""
     import json
     import os
 
+    if receptive or layer is not None:
+        import shutil
+
+        from .receptive import coverage_lines, receptive_report
+
+        coverage = receptive_report(config, input_shape, layer)
+        if json_out:
+            print(json.dumps(coverage.to_json()))
+        else:
+            print("\n".join(coverage_lines(coverage, max_width=shutil.get_terminal_size((100, 24)).columns)))
+        return
     from .params import params_report, render_report
 
     report = params_report(config, input_shape, sizes, sizes_default=not json_out)
@@ -203,6 +232,64 @@ def gradcheck(
         print_gradcheck(results, TOLERANCE)
     if not passed:
         raise typer.Exit(code=1)
+
+
+@app.command()
+@user_errors_exit_2
+def predict(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
+    index: Optional[int] = typer.Option(None, "--index", min=0, help="Show digit N of the split (the default: N = 0)."),
+    random_: Optional[int] = typer.Option(None, "--random", min=1, help="Show K random digits of the split."),
+    image: Optional[Path] = typer.Option(
+        None, "--image", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
+    ),
+    errors: Optional[int] = typer.Option(None, "--errors", min=1, help="Show the first K misclassified digits of the split."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (default: a fresh one, printed)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    split: str = typer.Option("test", "--split", help="test or train."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+):
+    """Draw digits in the terminal beside the checkpoint's top-3 probabilities."""
+    from .download import resolve_data_dir
+    from .predict import PredictRequest, run_predict
+
+    request = PredictRequest(checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir), split=split,
+                             offline=offline, index=index, random=random_, image=image, errors=errors, seed=seed)
+    print("\n".join(run_predict(request)))
+
+
+@app.command()
+@user_errors_exit_2
+def plot(
+    run_dir: Path = typer.Argument(..., help="A run folder written by cnn train (holds metrics.csv)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="PNG file or folder to write (default: RUN_DIR/curves.png)."),
+):
+    """Training curves — loss and accuracy per epoch, train vs validation — as a PNG (needs matplotlib)."""
+    from .plots import plot_curves
+
+    written = plot_curves(run_dir, out)
+    print(f"training curves: {written.describe()}")
+
+
+@app.command()
+@user_errors_exit_2
+def show(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
+    index: int = typer.Option(0, "--index", min=0, help="The digit of the split to send through the network."),
+    image: Optional[Path] = typer.Option(None, "--image", help="Send your own PNG through the network instead."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="PNG file or folder to write (default: <checkpoint name>-show.png beside it)."
+    ),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    split: str = typer.Option("test", "--split", help="test or train."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+):
+    """The first conv layer's filters and one digit's feature maps through every conv and pool layer, as a PNG."""
+    from .download import resolve_data_dir
+    from .plots import run_show
+
+    _, summary = run_show(checkpoint, resolve_data_dir(data_dir), split, index, image, offline, out)
+    print(summary)
 
 
 def main():  # pragma: no cover - console-script shim
