@@ -141,9 +141,10 @@ def eval_(
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
     if plot:
-        from .plots import default_confusion_path, output_path, plot_confusion
+        from .plots import default_confusion_path, output_path, plot_confusion, require_matplotlib
 
-        figure_path = output_path(None, default_confusion_path(checkpoint, split))  # fails before evaluating
+        require_matplotlib()  # fail before evaluating
+        figure_path = output_path(None, default_confusion_path(checkpoint, split))
     result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline)
     if json_out:
         print(json.dumps(result.to_json()))
