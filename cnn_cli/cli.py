@@ -174,7 +174,7 @@ def params(
         False, "--receptive", help="Instead: a heat map of how many windows of a conv layer cover each of its input pixels."
     ),
     layer: Optional[str] = typer.Option(
-        None, "--layer", help="With --receptive (implied): the conv or pool layer to draw, by name (default: the first conv)."
+        None, "--layer", metavar="NAME", help="With --receptive (implied): the conv or pool layer to draw, by name (default: the first conv)."
     ),
 ):
     """Parameters, formulas, multiply-adds and receptive fields of every layer — no kernels, no JIT."""
@@ -239,12 +239,12 @@ def gradcheck(
 @user_errors_exit_2
 def predict(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
-    index: Optional[int] = typer.Option(None, "--index", min=0, help="Show digit N of the split (the default: N = 0)."),
-    random_: Optional[int] = typer.Option(None, "--random", min=1, help="Show K random digits of the split."),
+    index: Optional[int] = typer.Option(None, "--index", min=0, metavar="N", help="Show digit N of the split (the default: N = 0)."),
+    random_: Optional[int] = typer.Option(None, "--random", min=1, metavar="K", help="Show K random digits of the split."),
     image: Optional[Path] = typer.Option(
-        None, "--image", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
+        None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
     ),
-    errors: Optional[int] = typer.Option(None, "--errors", min=1, help="Show the first K misclassified digits of the split."),
+    errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="K", help="Show the first K misclassified digits of the split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (default: a fresh one, printed)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
@@ -276,8 +276,8 @@ def plot(
 @user_errors_exit_2
 def show(
     checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
-    index: int = typer.Option(0, "--index", min=0, help="The digit of the split to send through the network."),
-    image: Optional[Path] = typer.Option(None, "--image", help="Send your own PNG through the network instead."),
+    index: int = typer.Option(0, "--index", min=0, metavar="N", help="The digit of the split to send through the network."),
+    image: Optional[Path] = typer.Option(None, "--image", metavar="FILE.png", help="Send your own PNG through the network instead."),
     out: Optional[Path] = typer.Option(
         None, "--out", help="PNG file or folder to write (default: <checkpoint name>-show.png beside it)."
     ),
