@@ -5,6 +5,7 @@ padding), so they are an independent statement of SPEC §2–5 that the kernels
 are checked against.
 """
 
+import numba
 import numpy as np
 
 from cnn_cli.kernels import conv as conv_k
@@ -39,19 +40,30 @@ LENET_C3_TABLE = np.array(
 
 def numeric_grad(f, arr, eps=1e-6):
     """Central differences (f(θ+ε) − f(θ−ε)) / 2ε of the scalar f() w.r.t. every entry of
-    `arr`, which f must read; arr is perturbed in place and restored."""
+    `arr`, which f must read; arr is perturbed in place and restored.
+
+    The thousands of tiny kernel calls run on one thread: on a busy machine each
+    launch of a parallel region would otherwise wait for a second core to be
+    scheduled. Results do not depend on the thread count (test_determinism), so
+    this checks the parallel kernels all the same.
+    """
     assert arr.dtype == np.float64, "gradient checks run in float64"
     flat = arr.reshape(-1)
     assert np.shares_memory(flat, arr), "arr must be contiguous so it can be perturbed in place"
     g = np.empty(arr.size)
-    for i in range(arr.size):
-        old = flat[i]
-        flat[i] = old + eps
-        fp = f()
-        flat[i] = old - eps
-        fm = f()
-        flat[i] = old
-        g[i] = (fp - fm) / (2 * eps)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for i in range(arr.size):
+            old = flat[i]
+            flat[i] = old + eps
+            fp = f()
+            flat[i] = old - eps
+            fm = f()
+            flat[i] = old
+            g[i] = (fp - fm) / (2 * eps)
+    finally:
+        numba.set_num_threads(threads)
     return g.reshape(arr.shape)
 
 
