@@ -154,6 +154,22 @@ def test_input_gradient_is_dilated_full_correlation_with_rot180(stride, pad):
     np.testing.assert_allclose(dx, padded[t:t + 8, l:l + 7], rtol=1e-12, atol=1e-12)
 
 
+def test_multi_channel_input_gradient_sums_over_filters():
+    """SPEC §3: the delta of input channel c is the sum over all K filters of their
+    channel-c contributions (each a single-map backward)."""
+    rng = np.random.default_rng(6)
+    C, K = 2, 3
+    x = rng.standard_normal((1, C, 6, 5))
+    w = rng.standard_normal((K, C, 3, 2))
+    conn = conv_k.full_connections(C, K)
+    a = run_conv(x, w.reshape(K * C, 3, 2), np.zeros(K), conn, (3, 2), (2, 1), (1, 0, 0, 1), IDENTITY)
+    d = rng.standard_normal(a.shape)
+    dx, _, _ = conv_k.conv2d_backward(d, a, x, w.reshape(K * C, 3, 2), conn, 2, 1, 1, 0, IDENTITY, True)
+    for c in range(C):
+        total = sum(backward1(x[0, c], w[k, c], d[0, k], (2, 1), (1, 0, 0, 1))[0] for k in range(K))
+        np.testing.assert_allclose(dx[0, c], total, rtol=1e-13, atol=1e-13)
+
+
 def test_floor_rule_width5_kernel2_stride2_fifth_column_gets_zero():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((5, 5))
