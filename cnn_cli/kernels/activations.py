@@ -18,6 +18,12 @@ float64 (slower, and different from what a float32 reference computes).
 Array indices in the inner loops are cast to uint64: Numba emits negative-index
 wraparound (`i < 0 ? i + n : i`) for signed indices, which stops LLVM from seeing
 consecutive addresses and so from vectorising the loop.
+
+Caution when editing: conv.py, pool.py and dense.py inline the helpers below
+into their cached (cache=True) kernels, and Numba invalidates a cache entry only
+when the kernel's OWN source file changes. After changing this file, delete
+cnn_cli/kernels/__pycache__ (or touch the other kernel files), or stale
+compiled code keeps running.
 """
 
 import numpy as np
