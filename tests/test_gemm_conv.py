@@ -1,0 +1,103 @@
+"""The im2col + BLAS convolution path against the direct kernels (the reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnn_cli.config import ConvSpec, LayerShape, conv_output_size
+from cnn_cli.kernels import conv as conv_k
+from cnn_cli.kernels import gemm_conv as gemm_k
+from cnn_cli.kernels.activations import ACTIVATIONS
+from cnn_cli.layers import Conv2D
+
+
+def direct(x, w, b, stride, pad, out_hw, act, da, need_dx=True):
+    K, C = w.shape[:2]
+    conn = conv_k.full_connections(C, K)
+    w3 = w.reshape(K * C, *w.shape[2:])
+    a = conv_k.conv2d_forward(x, w3, b, conn[0], conn[1], stride[0], stride[1], pad[0], pad[2], *out_hw, act)
+    dx, dw, db = conv_k.conv2d_backward(da, a, x, w3, conn, stride[0], stride[1], pad[0], pad[2], act, need_dx)
+    return a, dx, dw.reshape(w.shape), db
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    c=st.integers(1, 3), k=st.integers(1, 4), h=st.integers(3, 9), w=st.integers(3, 9),
+    fh=st.integers(1, 3), fw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3),
+    pad=st.tuples(*[st.integers(0, 2)] * 4), act=st.sampled_from(sorted(ACTIVATIONS)),
+    seed=st.integers(0, 1000),
+)
+def test_layer_gemm_path_matches_direct_kernels(c, k, h, w, fh, fw, sh, sw, pad, act, seed):
+    top, bottom, left, right = pad
+    oh = conv_output_size(h, fh, sh, top, bottom)
+    ow = conv_output_size(w, fw, sw, left, right)
+    if oh < 1 or ow < 1 or h + top + bottom < fh or w + left + right < fw:
+        return
+    rng = np.random.default_rng(seed)
+    spec = ConvSpec("conv", k, (fh, fw), (sh, sw), pad, "", act)
+    layer = Conv2D(LayerShape(spec, (c, h, w), (k, oh, ow), "t"), np.float64, rng)
+    layer.params["bias"][...] = rng.standard_normal(k)
+    x = rng.standard_normal((2, c, h, w))
+    da = rng.standard_normal((2, k, oh, ow))
+    a = layer.forward(x)
+    dx = layer.backward(da)
+    ref_a, ref_dx, ref_dw, ref_db = direct(x, layer.params["weight"], layer.params["bias"], (sh, sw), pad,
+                                           (oh, ow), ACTIVATIONS[act], da)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["bias"], ref_db, rtol=1e-10, atol=1e-12)
+
+
+def test_col2im_is_the_adjoint_of_im2col():
+    """<im2col(x), y> = <x, col2im(y)> for every x, y: padding and overlaps handled alike."""
+    rng = np.random.default_rng(0)
+    B, C, H, W, fh, fw, sh, sw, pt, pb, pl, pr = 2, 3, 7, 6, 3, 2, 2, 1, 1, 2, 0, 1
+    oh = conv_output_size(H, fh, sh, pt, pb)
+    ow = conv_output_size(W, fw, sw, pl, pr)
+    x = rng.standard_normal((B, C, H, W))
+    y = rng.standard_normal((C * fh * fw, B * oh * ow))
+    cols = gemm_k.im2col(x, fh, fw, sh, sw, pt, pl, oh, ow)
+    back = gemm_k.col2im(y, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow)
+    assert np.isclose(np.sum(cols * y), np.sum(x * back), rtol=1e-12)
+
+
+def test_spec_vector_through_gemm_path():
+    image = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]],
+                     dtype=np.float32)[None, None]
+    kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
+    for stride, expected in ((1, [[4, 3, 4], [2, 4, 3], [2, 3, 4]]), (2, [[4, 4], [2, 4]])):
+        n = len(expected)
+        cols = gemm_k.im2col(image, 3, 3, stride, stride, 0, 0, n, n)
+        z = kernel.reshape(1, 9) @ cols
+        a = gemm_k.bias_activation_to_nchw(z, np.zeros(1, np.float32), 1, n, n, ACTIVATIONS["identity"])
+        assert np.array_equal(a[0, 0], np.array(expected, dtype=np.float32))
+
+
+def test_gemm_layer_step_is_bitwise_repeatable():
+    rng = np.random.default_rng(3)
+    spec = ConvSpec("conv", 16, (5, 5), (1, 1), (0, 0, 0, 0), "valid", "relu")
+    layer = Conv2D(LayerShape(spec, (6, 14, 14), (16, 10, 10), "t"), np.float32, rng)
+    x = rng.standard_normal((64, 6, 14, 14)).astype(np.float32)
+    da = rng.standard_normal((64, 16, 10, 10)).astype(np.float32)
+    runs = []
+    for _ in range(3):
+        a = layer.forward(x)
+        dx = layer.backward(da)
+        runs.append((a.copy(), dx.copy(), layer.grads["weight"].copy(), layer.grads["bias"].copy()))
+    for other in runs[1:]:
+        assert all(np.array_equal(p, q) for p, q in zip(runs[0], other))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_path_keeps_dtype(dtype):
+    rng = np.random.default_rng(1)
+    spec = ConvSpec("conv", 2, (3, 3), (1, 1), (1, 1, 1, 1), "1", "tanh")
+    layer = Conv2D(LayerShape(spec, (1, 5, 5), (2, 5, 5), "t"), dtype, rng)
+    x = rng.standard_normal((2, 1, 5, 5)).astype(dtype)
+    a = layer.forward(x)
+    dx = layer.backward(np.ones_like(a))
+    assert a.dtype == dtype and dx.dtype == dtype and layer.grads["weight"].dtype == dtype
