@@ -18,6 +18,7 @@ from typing import Any, Optional
 import yaml
 
 from .errors import UserError
+from .geometry import conv_output_size, same_padding
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "scaled_tanh")
 POOL_KINDS = ("max", "mean", "lp", "subsample")
@@ -435,18 +436,6 @@ def _conv_spec(r: _Reader, conv: Any, path: str, in_shape, default_name: str):
 
 def _padding_text(raw: Any) -> str:
     return str(raw) if not isinstance(raw, list) else "[" + ", ".join(map(str, raw)) + "]"
-
-
-def same_padding(n: int, f: int, s: int) -> tuple[int, int]:
-    """TensorFlow's 'same': output ceil(n/s), the odd padding pixel goes after."""
-    out = -(-n // s)
-    total = max((out - 1) * s + f - n, 0)
-    return total // 2, total - total // 2
-
-
-def conv_output_size(n: int, f: int, s: int, before: int, after: int) -> int:
-    """floor((n + before + after − f) / s) + 1; the last inputs may enter no window."""
-    return (n + before + after - f) // s + 1
 
 
 def _padding(r: _Reader, raw: Any, path: str, in_shape, kernel, stride) -> tuple[int, int, int, int]:

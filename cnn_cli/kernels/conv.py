@@ -41,39 +41,9 @@ Design choices, all for speed on few cores without giving up determinism:
 import numpy as np
 from numba import njit, prange, uint64
 
+# Sizes live in cnn_cli/geometry.py (plain Python, shared with config validation).
+from ..geometry import conv_output_size, same_padding  # noqa: F401  (re-exported)
 from .activations import activate_span, check_code, delta_span
-
-# ---------------------------------------------------------------- sizes (plain Python)
-
-
-def conv_output_size(n, f, s, p_before, p_after):
-    """Output length floor((n + p_before + p_after − f) / s) + 1 (SPEC §2).
-
-    Trailing inputs that never enter a window are legal (PyTorch's floor rule);
-    they get zero gradient. Plain Python so config validation compiles nothing.
-    """
-    n, f, s, p_before, p_after = int(n), int(f), int(s), int(p_before), int(p_after)
-    if f < 1 or s < 1:
-        raise ValueError(f"kernel ({f}) and stride ({s}) must be at least 1")
-    if p_before < 0 or p_after < 0:
-        raise ValueError(f"padding must be non-negative, got {p_before}, {p_after}")
-    if n + p_before + p_after < f:
-        raise ValueError(f"kernel {f} is larger than the padded input {n + p_before + p_after}")
-    return (n + p_before + p_after - f) // s + 1
-
-
-def same_padding(n, f, s):
-    """TensorFlow's 'same' padding: output ceil(n/s); returns (before, after).
-
-    Total pad max((out−1)·s + f − n, 0); when it is odd the extra pixel goes
-    after (bottom/right).
-    """
-    n, f, s = int(n), int(f), int(s)
-    if n < 1 or f < 1 or s < 1:
-        raise ValueError(f"size ({n}), kernel ({f}) and stride ({s}) must be at least 1")
-    out = -(-n // s)
-    total = max((out - 1) * s + f - n, 0)
-    return total // 2, total - total // 2
 
 
 # ---------------------------------------------------------------- connectivity (plain NumPy)
