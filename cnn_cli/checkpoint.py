@@ -59,18 +59,25 @@ def write_atomically(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Read and sanity-check a checkpoint; every failure is one UserError line."""
+def require_checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file; give the path of a .npz written by cnn train "
                         f"(runs/<name>/best.npz or last.npz)")
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and sanity-check a checkpoint; every failure is one UserError line."""
+    path = require_checkpoint_file(path)
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -86,7 +93,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if "format_version" not in arrays or "config.json" not in arrays:
         raise UserError(f"{path}: this .npz was not written by cnn train (no format_version/config.json); "
                         f"give a checkpoint from a run folder")
-    version = int(arrays.pop("format_version"))
+    try:
+        version = int(arrays.pop("format_version"))
+    except (TypeError, ValueError):
+        version = None
     if version != FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format {version} is not supported (this cnn reads {FORMAT_VERSION})")
     try:
@@ -97,3 +107,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)}
     weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)}
     return Checkpoint(weights, optimizer, config, meta)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -38,6 +39,10 @@ LENET5_C3_TABLE = (
     "...XXX..XXXX.XXX",
 )
 NAMED_TABLES = {"lenet5-c3": LENET5_C3_TABLE}
+
+# Layer names become checkpoint keys (`conv1.weight`); these would collide with
+# the checkpoint's own entries.
+RESERVED_NAMES = ("optimizer", "config", "meta", "format_version")
 
 # The only shipped configs; a bare name on the command line resolves to these.
 SHIPPED_DIR = Path(__file__).parent / "configs"
@@ -165,9 +170,24 @@ def load_config(name_or_path: str | Path, sets: list[tuple[list[str], Any]] | No
     return config
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?|\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"""),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -357,6 +377,8 @@ def validate_config(raw: Any, source: str) -> Config:
 
     seen: dict[str, str] = {}
     for layer in layers:
+        if layer.spec.name in RESERVED_NAMES:
+            raise r.fail(f"{layer.path}.name", f"'{layer.spec.name}' is reserved (checkpoints use it); choose another name")
         if layer.spec.name in seen:
             raise r.fail(f"{layer.path}.name", f"layer name '{layer.spec.name}' is already used by {seen[layer.spec.name]}; names must be unique")
         seen[layer.spec.name] = layer.path
@@ -565,7 +587,7 @@ def parse_set_option(text: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise UserError(f"--set {text}: empty key; expected key.path=value, e.g. --set fc.0.units=100")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
+        parsed = load_yaml(value) if value.strip() else None
     except yaml.YAMLError:
         parsed = value
     return parts, parsed

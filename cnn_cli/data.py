@@ -244,3 +244,46 @@ def load_mnist(
     """``load_split`` then ``preprocess``: float32 (N, 1, H', W') inputs and int64 labels."""
     images, labels = load_split(data_dir, split)
     return preprocess(images, normalize=normalize, pad=pad), labels
+
+
+# ---------------------------------------------------------------- fitting a config
+
+
+def make_preparer(config):
+    """uint8 (B, H, W) → float32 (B, 1, H+2p, W+2p), as the config's data section says."""
+    norm = config.data["normalize"]
+    stats = (MNIST_MEAN, MNIST_STD) if norm is True else (tuple(norm) if norm else None)
+    pad = config.input.pad
+
+    def prepare(images: np.ndarray) -> np.ndarray:
+        return preprocess(images, normalize=stats, pad=pad)
+
+    return prepare
+
+
+def check_fits_config(config, images: np.ndarray, labels: np.ndarray, data_dir, split: str) -> None:
+    """The images must have the config's input size and the labels fit its output units."""
+    h, w = images.shape[1:]
+    inp = config.input
+    images_file, _ = split_paths(data_dir, split)
+    if inp.channels != 1 or (h, w) != (inp.height, inp.width):
+        raise UserError(
+            f"{images_file}: images are 1×{h}×{w} but {config.source} expects input "
+            f"{inp.channels}×{inp.height}×{inp.width}; set input: {{channels: 1, height: {h}, width: {w}}} "
+            f"(input.pad pads them) or use files of that size")
+    classes = config.num_classes
+    if len(labels) and int(labels.max()) >= classes:
+        raise UserError(f"{config.source}: the last layer has {classes} units but the {split} labels in {data_dir} "
+                        f"go up to {int(labels.max())}; give it one unit per class")
+
+
+def load_split_for(config, data_dir, split: str, offline: bool, console=None):
+    """A split's images and labels, downloading missing files, checked against the config."""
+    from .download import ensure_mnist
+
+    if split not in ("test", "train"):
+        raise UserError(f"--split {split}: choose test or train")
+    ensure_mnist(Path(data_dir), offline=offline, console=console)
+    images, labels = load_split(data_dir, split)
+    check_fits_config(config, images, labels, data_dir, split)
+    return images, labels

@@ -50,20 +50,9 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, prepare, batch_size:
 
 def evaluate_checkpoint(path, data_dir, split: str, offline: bool) -> Evaluation:
     """Load a checkpoint, rebuild its model from the config inside, score one split."""
-    from pathlib import Path
+    from .data import load_split_for
+    from .model import load_trained
 
-    from .checkpoint import load_checkpoint
-    from .config import validate_config
-    from .data import load_split
-    from .download import ensure_mnist
-    from .model import Model
-    from .train import check_image_shape, make_preparer
-
-    checkpoint = load_checkpoint(path)
-    config = validate_config(checkpoint.config, f"{path} (config.json)")
-    model = Model(config)
-    model.load_state_dict(checkpoint.weights, str(path))
-    ensure_mnist(Path(data_dir), offline=offline)
-    images, labels = load_split(data_dir, split)
-    check_image_shape(config, images, str(data_dir))
-    return evaluate(model, images, labels, make_preparer(config))
+    trained = load_trained(path)
+    images, labels = load_split_for(trained.config, data_dir, split, offline)
+    return evaluate(trained.model, images, labels, trained.prepare)

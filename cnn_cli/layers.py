@@ -15,7 +15,6 @@ Conventions shared by every layer:
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .config import ConvSpec, DenseSpec, LayerShape, PoolSpec, RbfSpec
 from .kernels import conv as conv_k
@@ -24,12 +23,6 @@ from .kernels import gemm_conv as gemm_k
 from .kernels import pool as pool_k
 from .kernels.activations import ACTIVATIONS
 from .rbf_digits import digit_centres
-
-# NumPy's BLAS (the conv GEMMs) runs on one thread: Numba's pool owns the cores,
-# and two thread pools spinning against each other on two cores made a LeNet-5
-# training step 2-20× slower than either alone (measured: 6.8 ms per batch of
-# 64 with one BLAS thread, 34-160 ms with two). Applied process-wide, once.
-threadpool_limits(limits=1, user_api="blas")
 
 
 class Layer:

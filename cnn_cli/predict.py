@@ -215,42 +215,20 @@ def load_digit_png(path: Path, height: int = 28, width: int = 28) -> tuple[np.nd
 # ---------------------------------------------------------------- model and data
 
 
-@dataclass
-class Loaded:
-    model: object
-    config: object
-    prepare: object  # uint8 (N, H, W) → float32 model input
-    source: str
+def load_model(checkpoint: Path):
+    """A checkpoint's model rebuilt from the config stored inside it (model.TrainedModel)."""
+    from .model import load_trained
+
+    return load_trained(checkpoint)
 
 
-def load_model(checkpoint: Path) -> Loaded:
-    """A checkpoint's model rebuilt from the config stored inside it."""
-    from .checkpoint import load_checkpoint
-    from .config import validate_config
-    from .model import Model
-    from .train import make_preparer
+def load_images(loaded, data_dir: Path, split: str, offline: bool) -> tuple[np.ndarray, np.ndarray]:
+    from .data import load_split_for
 
-    ckpt = load_checkpoint(checkpoint)
-    config = validate_config(ckpt.config, f"{checkpoint} (config.json)")
-    model = Model(config)
-    model.load_state_dict(ckpt.weights, str(checkpoint))
-    return Loaded(model, config, make_preparer(config), str(checkpoint))
+    return load_split_for(loaded.config, data_dir, split, offline)
 
 
-def load_images(loaded: Loaded, data_dir: Path, split: str, offline: bool) -> tuple[np.ndarray, np.ndarray]:
-    from .data import load_split
-    from .download import ensure_mnist
-    from .train import check_image_shape
-
-    if split not in ("test", "train"):
-        raise UserError(f"--split {split}: choose test or train")
-    ensure_mnist(Path(data_dir), offline=offline)
-    images, labels = load_split(data_dir, split)
-    check_image_shape(loaded.config, images, str(data_dir))
-    return images, labels
-
-
-def probabilities(loaded: Loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+def probabilities(loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Softmax of the logits, (N, classes) float64, for uint8 images (N, H, W)."""
     out = []
     for start in range(0, len(images), batch):
@@ -264,7 +242,7 @@ def probabilities(loaded: Loaded, images: np.ndarray, batch: int = BATCH) -> np.
     return np.concatenate(out)
 
 
-def find_errors(loaded: Loaded, images: np.ndarray, labels: np.ndarray, k: int) -> tuple[list[int], np.ndarray, int]:
+def find_errors(loaded, images: np.ndarray, labels: np.ndarray, k: int) -> tuple[list[int], np.ndarray, int]:
     """(first k misclassified indices, their probabilities, total misclassified) over the whole split."""
     wrong: list[int] = []
     kept: list[np.ndarray] = []
@@ -365,7 +343,7 @@ def run_predict(req: PredictRequest) -> list[str]:
 # ---------------------------------------------------------------- feature maps (for `cnn show`)
 
 
-def feature_maps(loaded: Loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str, np.ndarray]], np.ndarray]:
+def feature_maps(loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str, np.ndarray]], np.ndarray]:
     """(model input (H, W), [(layer name, kind, maps (C, H, W)) for conv/pool layers], probabilities).
 
     Runs one uint8 digit (H, W) through the layers one by one.
@@ -383,7 +361,7 @@ def feature_maps(loaded: Loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tu
     return model_input, maps, e / e.sum()
 
 
-def first_conv_filters(loaded: Loaded) -> tuple[str, list[tuple[str, np.ndarray]]]:
+def first_conv_filters(loaded) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """(layer name, [(label, 2-D kernel)]) of the first conv layer (input channel 0 of each filter)."""
     layer = next((l for l in loaded.model.layers if l.kind == "conv"), None)
     if layer is None:

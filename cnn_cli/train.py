@@ -9,7 +9,6 @@ one that never stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import shlex
@@ -24,7 +23,7 @@ import numpy as np
 from .checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from .config import Config, dump_yaml, validate_config
 from .errors import UserError
-from .evaluate import Evaluation, evaluate
+from .evaluate import evaluate
 from .progress import PlainReporter
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
@@ -86,41 +85,15 @@ class Position:
 # ---------------------------------------------------------------- data
 
 
-def make_preparer(config: Config):
-    """uint8 (B, H, W) → float32 (B, 1, H+2p, W+2p), as the config's data section says."""
-    from .data import MNIST_MEAN, MNIST_STD, preprocess
-
-    norm = config.data["normalize"]
-    stats = (MNIST_MEAN, MNIST_STD) if norm is True else (tuple(norm) if norm else None)
-    pad = config.input.pad
-
-    def prepare(images: np.ndarray) -> np.ndarray:
-        return preprocess(images, normalize=stats, pad=pad)
-
-    return prepare
-
-
-def check_image_shape(config: Config, images: np.ndarray, where: str) -> None:
-    h, w = images.shape[1:]
-    inp = config.input
-    if inp.channels != 1 or (h, w) != (inp.height, inp.width):
-        raise UserError(
-            f"{config.source}: input is {inp.channels}×{inp.height}×{inp.width} but the images in {where} are "
-            f"1×{h}×{w}; set input: {{channels: 1, height: {h}, width: {w}}} (use input.pad to pad them)")
-
-
 def load_dataset(config: Config, data_dir: Path, offline: bool, console=None) -> Dataset:
-    from .data import load_split, train_val_split
+    from .data import check_fits_config, load_split, train_val_split
     from .download import ensure_mnist
 
     ensure_mnist(data_dir, offline=offline, console=console)
     train_images, train_labels = load_split(data_dir, "train")
     test_images, test_labels = load_split(data_dir, "test")
-    check_image_shape(config, train_images, str(data_dir))
-    classes = config.num_classes
-    if max(train_labels.max(initial=0), test_labels.max(initial=0)) >= classes:
-        raise UserError(f"{config.source}: the last layer has {classes} units but the labels in {data_dir} go up "
-                        f"to {max(train_labels.max(), test_labels.max())}; give it one unit per class")
+    check_fits_config(config, train_images, train_labels, data_dir, "train")
+    check_fits_config(config, test_images, test_labels, data_dir, "test")
     train_idx, val_idx = train_val_split(len(train_labels), config.data["val_split"], config.train["seed"])
     return Dataset(train_images[train_idx], train_labels[train_idx], train_images[val_idx],
                    train_labels[val_idx], test_images, test_labels)
@@ -157,6 +130,7 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 class Trainer:
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path, options: TrainOptions,
                  reporter: PlainReporter):
+        from .data import make_preparer
         from .model import Model
         from .optim import make_optimizer
 
@@ -177,6 +151,7 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         checkpoint = load_checkpoint(path)
+        check_resume_compatible(self.config, checkpoint.config, path)
         self.model.load_state_dict(checkpoint.weights, str(path))
         try:
             self.optimizer.load_state_dict(checkpoint.optimizer)
@@ -190,7 +165,11 @@ class Trainer:
         path = self.run_dir / name
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
-        save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
+        try:
+            save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); the previous one is "
+                            f"intact — free some space or choose another --run-dir") from None
         return path
 
     # ------------------------------------------------------------ loop
@@ -220,10 +199,7 @@ class Trainer:
                     lr = learning_rate(cfg, pos.step, steps)
                     loss, logits = self.model.loss_and_gradients(x, y)
                     if not math.isfinite(loss):
-                        raise TrainingDiverged(
-                            f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1} (lr {lr:.3g}); "
-                            f"training stopped, {self.run_dir / 'last.npz'} keeps the last good state; "
-                            f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
+                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
                     self.optimizer.step(list(self.model.parameters()), lr)
                     pos.batch += 1
                     pos.step += 1
@@ -244,8 +220,18 @@ class Trainer:
             self.reporter.close()
         return self._final_summary()
 
+    def _diverged(self, what: str, lr: float):
+        last = self.run_dir / "last.npz"
+        kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
+        raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
+                               f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
+
     def _finish_epoch(self, lr: float) -> None:
         pos = self.position
+        # The last step may have pushed a weight to inf while its loss was still
+        # finite: such weights must never become a checkpoint.
+        if not all(np.isfinite(p).all() for _, p, _ in self.model.parameters()):
+            self._diverged(f"weights became infinite or NaN in epoch {pos.epoch + 1}", lr)
         val = None
         if len(self.data.val_labels):
             val = evaluate(self.model, self.data.val_images, self.data.val_labels, self.prepare)
@@ -265,16 +251,17 @@ class Trainer:
         improved = score > pos.best_val_acc
         if improved:
             pos.best_val_acc, pos.best_epoch = score, pos.epoch
-        self.save("last.npz")
+        # best.npz first: a kill between the two writes then leaves last.npz one
+        # epoch behind (redone on resume), never pointing at a best that is missing.
         if improved:
             self.save("best.npz")
+        self.save("last.npz")
         write_metrics(self.run_dir / "metrics.csv", pos.history)
         self.reporter.end_epoch(row)
 
     def _final_summary(self) -> dict[str, Any]:
         best_path = self.run_dir / "best.npz"
-        if best_path.exists():  # absent only when a resume wrote into a new folder
-            self.model.load_state_dict(load_checkpoint(best_path).weights, str(best_path))
+        self.model.load_state_dict(load_checkpoint(best_path).weights, str(best_path))
         started = time.perf_counter()
         test = evaluate(self.model, self.data.test_images, self.data.test_labels, self.prepare)
         trainable, fixed = self.model.count_parameters()
@@ -322,16 +309,51 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
         numba.set_num_threads(options.threads)
     dataset = load_dataset(config, options.data_dir, options.offline, reporter.console)
     if options.resume is not None:
-        run_dir = options.run_dir or Path(options.resume).parent
+        run_dir = Path(options.run_dir or Path(options.resume).parent)
     else:
         run_dir = choose_run_dir(config, options.run_dir)
+    check_run_dir(run_dir, resuming=options.resume is not None)
     trainer = Trainer(config, dataset, run_dir, options, reporter)
     if options.resume is not None:
         # Before creating anything, so a bad checkpoint leaves no folder behind.
         trainer.restore(Path(options.resume))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
+        if run_dir != Path(options.resume).parent:
+            # The run goes on in a new folder: bring the best weights so far along.
+            best = Path(options.resume).parent / "best.npz"
+            if not best.is_file():
+                raise UserError(f"{best}: missing; --resume into another --run-dir needs the best.npz beside "
+                                f"the checkpoint")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if options.resume is not None and run_dir != Path(options.resume).parent:
+            best_bytes = (Path(options.resume).parent / "best.npz").read_bytes()
+            write_atomically(run_dir / "best.npz", lambda handle: handle.write(best_bytes))
+        write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
+    except OSError as error:
+        raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
+                        f"choose another --run-dir") from None
     return trainer
+
+
+def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
+    if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
+                        f"that run with --resume {run_dir / 'last.npz'}")
+
+
+# Settings a resumed run must share with the run it continues: they fix the
+# train/validation split, the shuffling and what a saved batch position means.
+RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"))
+
+
+def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
+    for section, key in RESUME_INVARIANTS:
+        before, now = saved.get(section, {}).get(key), config.resolved[section][key]
+        if before != now:
+            raise UserError(f"{path}: was trained with {section}.{key} = {before}, not {now}; resuming with another "
+                            f"value would change the data order or split — keep {before}, or start a new run")
 
 
 def config_for_resume(checkpoint_path: Path, sets) -> Config:

@@ -177,3 +177,14 @@ def test_apply_overrides_does_not_mutate_input():
     before = repr(cfg.resolved)
     apply_overrides(cfg.resolved, [(["train", "lr"], 0.5)])
     assert repr(cfg.resolved) == before
+
+
+def test_reserved_layer_names():
+    message = error_of(BASE.replace("padding: 2}", "padding: 2, name: optimizer}"))
+    assert "reserved" in message
+
+
+def test_exponent_floats_without_a_dot():
+    cfg = parse(BASE + "train: {lr: 1e-3, weight_decay: 5e-4}\n")
+    assert cfg.train["lr"] == 0.001 and cfg.train["weight_decay"] == 0.0005
+    assert parse_set_option("train.lr=2e-3")[1] == 0.002

@@ -121,3 +121,31 @@ def test_schedules():
     assert learning_rate(cosine, 50, 10) == pytest.approx(0.05)
     assert learning_rate(cosine, 100, 10) == pytest.approx(0.0, abs=1e-12)
     assert learning_rate(cosine, 25, 10) == pytest.approx(0.05 * (1 + math.cos(math.pi / 4)))
+
+
+def test_training_step_bitwise_identical_for_one_and_two_threads():
+    """Every kernel sums in a fixed order and BLAS runs on one thread: the thread count
+    must not change a single bit of a whole training step (forward, backward, update)."""
+    import numba
+
+    from cnn_cli.optim import make_optimizer
+
+    cfg = load_config("lenet5")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 32)
+    states = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+            model = Model(cfg)
+            opt = make_optimizer(cfg.train, [(n, p) for n, p, _ in model.parameters()])
+            for _ in range(3):
+                model.loss_and_gradients(x, y)
+                opt.step(list(model.parameters()), 1e-3)
+            states.append(model.state_dict())
+    finally:
+        numba.set_num_threads(before)
+    for other in states[1:]:
+        assert all(np.array_equal(states[0][k], other[k]) for k in states[0])

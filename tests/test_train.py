@@ -132,6 +132,9 @@ def test_nan_loss_stops_with_hint(tmp_path, small_mnist, tiny_config):
                    "--optimizer", "sgd", "--lr", "1e30", "--set", "train.momentum=0")
     assert result.exit_code == 1
     assert "lower learning rate" in result.stderr
+    # It blew up in the first epoch: no checkpoint exists, and the message says so.
+    assert "no checkpoint was saved yet" in result.stderr
+    assert not (run_dir / "last.npz").exists()
     assert "Traceback" not in result.output
 
 
@@ -235,9 +238,81 @@ def test_eval_bad_checkpoints(bad_checkpoints, small_mnist, name, message):
 
 
 def test_accuracy_on_shared_sample(tmp_path, shared_sample):
-    """LeNet-5 on the class sample: 3,600 train / 400 validation digits, scored on its 1,000 test digits."""
+    """LeNet-5 on the class sample: 3,600 train / 400 validation digits, scored on its 1,000 test digits.
+
+    Measured: 94.9 % after 3 epochs (seed 0); the floor leaves ~3 points of margin."""
     run_dir = tmp_path / "sample"
-    result = train("lenet5", "--data-dir", shared_sample, "--run-dir", run_dir, "--epochs", 4)
+    result = train("lenet5", "--data-dir", shared_sample, "--run-dir", run_dir, "--epochs", 3)
     assert result.exit_code == 0, result.output
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["test_accuracy"] >= 0.93
+    assert summary["test_accuracy"] >= 0.92
+
+
+# ---------------------------------------------------------------- what the review found
+
+
+def test_test_images_of_another_size_are_refused(tmp_path, tiny_config):
+    from idx_fixtures import make_mnist_folder, write_idx_images
+
+    folder = make_mnist_folder(tmp_path / "mixed", n_train=50, n_test=20, seed=1).folder
+    write_idx_images(folder / "t10k-images-idx3-ubyte.gz", np.zeros((20, 20, 20), dtype=np.uint8))
+    result = train(tiny_config, "--data-dir", folder, "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2
+    assert "t10k-images-idx3-ubyte.gz" in result.stderr and "1×20×20" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_eval_labels_beyond_the_output_units(tmp_path, trained_run):
+    from idx_fixtures import make_mnist_folder, write_idx_labels
+
+    folder = make_mnist_folder(tmp_path / "labels", n_train=20, n_test=20, seed=2).folder
+    write_idx_labels(folder / "t10k-labels-idx1-ubyte.gz", np.full(20, 9, dtype=np.uint8))
+    with np.load(trained_run / "best.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays["config.json"]))
+    config["fc"][-1]["units"] = 5
+    arrays["config.json"] = np.array(json.dumps(config))
+    arrays["fc1.weight"] = arrays["fc1.weight"][:, :5]
+    arrays["fc1.bias"] = arrays["fc1.bias"][:5]
+    np.savez(tmp_path / "five.npz", **arrays)
+    result = runner.invoke(app, ["eval", str(tmp_path / "five.npz"), "--data-dir", str(folder), "--offline"])
+    assert result.exit_code == 2
+    assert "5 units" in result.stderr and "go up to 9" in result.stderr
+
+
+def test_run_dir_that_is_a_file_or_holds_a_run(tmp_path, small_mnist, tiny_config, trained_run):
+    file = tmp_path / "file"
+    file.write_text("x")
+    result = train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", file)
+    assert result.exit_code == 2 and "is a file" in result.stderr
+    result = train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", trained_run)
+    assert result.exit_code == 2 and "already holds files" in result.stderr and "--resume" in result.stderr
+
+
+def test_resume_refuses_another_seed(tmp_path, trained_run, small_mnist):
+    result = train("--resume", trained_run / "last.npz", "--data-dir", small_mnist.folder, "--run-dir",
+                   tmp_path / "r", "--seed", 5)
+    assert result.exit_code == 2
+    assert "train.seed = 0, not 5" in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_into_a_new_folder_brings_best_along(tmp_path, trained_run, small_mnist):
+    result = train("--resume", trained_run / "last.npz", "--data-dir", small_mnist.folder, "--run-dir",
+                   tmp_path / "moved", "--epochs", 3)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "moved" / "best.npz").is_file()
+    assert len((tmp_path / "moved" / "metrics.csv").read_text().splitlines()) == 4
+
+
+def test_option_errors_are_one_line(tmp_path, tiny_config):
+    result = train(tiny_config, "--epochs", "abc", "--run-dir", tmp_path / "r")
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--epochs" in lines[0]
+
+
+def test_checkpoints_get_ordinary_permissions(trained_run):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (trained_run / "best.npz").stat().st_mode & 0o777 == 0o666 & ~umask
