@@ -12,10 +12,38 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+import typer.core
 
 from .errors import UserError
 
+class OneLineErrors(typer.core.TyperGroup):
+    """Option and argument errors as one line on stderr (exit 2), not a usage box."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except _CLICK_EXCEPTION as error:
+            if type(error).__name__ == "NoArgsIsHelpError":  # bare `cnn train`: show its help
+                print(error.format_message(), file=sys.stderr)
+            else:
+                context = getattr(error, "ctx", None)
+                command = context.command_path if context is not None else "cnn"
+                print(f"error: {command}: {error.format_message().rstrip('.')}; see '{command} --help'", file=sys.stderr)
+            sys.exit(error.exit_code)
+        except _CLICK_ABORT:
+            print("aborted", file=sys.stderr)
+            sys.exit(1)
+        # Without standalone mode an explicit exit comes back as its code.
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+# Typer may vendor its own click: find its classes through Typer's public ones.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_CLICK_ABORT = typer.Abort
+
 app = typer.Typer(
+    cls=OneLineErrors,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -141,8 +169,10 @@ def eval_(
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
     if plot:
+        from .checkpoint import require_checkpoint_file
         from .plots import default_confusion_path, output_path, plot_confusion, require_matplotlib
 
+        require_checkpoint_file(checkpoint)
         require_matplotlib()  # fail before evaluating
         figure_path = output_path(None, default_confusion_path(checkpoint, split))
     result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline)
