@@ -123,9 +123,11 @@ SMALL_TABLE = ((True, False, True), (True, True, False), (False, True, True), (F
 def builtin_cases():
     """(name, LayerShape, batch) for every layer kind, stride, padding, pool and activation."""
     cases = []
-    for stride in (1, 2, 3):
-        for pname, padding in PADDINGS.items():
-            shape = _conv_shape((2, 7, 8), 3, (3, 3), (stride, stride), padding, "tanh", text=pname)
+    for i, stride in enumerate((1, 2, 3)):
+        for j, (pname, padding) in enumerate(PADDINGS.items()):
+            # Rotate the activations through the grid so each meets several strides and paddings.
+            act = ACTIVATION_NAMES[(i * len(PADDINGS) + j) % len(ACTIVATION_NAMES)]
+            shape = _conv_shape((2, 7, 8), 3, (3, 3), (stride, stride), padding, act, text=pname)
             cases.append((f"conv stride {stride} padding {pname}", shape))
     cases.append(("conv kernel 2x3 stride (2,1)", _conv_shape((2, 6, 7), 2, (2, 3), (2, 1), (0, 0, 0, 0), "tanh")))
     cases.append(("conv width 5 kernel 2 stride 2 (last column unused)",
@@ -138,6 +140,7 @@ def builtin_cases():
         cases.append((f"{kind} pool 2x2 stride 2", _pool_shape((2, 6, 7), kind, (2, 2), (2, 2))))
         cases.append((f"{kind} pool 3x3 stride 2 (overlapping)", _pool_shape((2, 7, 7), kind, (3, 3), (2, 2))))
         cases.append((f"{kind} pool 2x3 stride (1,2)", _pool_shape((1, 5, 7), kind, (2, 3), (1, 2))))
+        cases.append((f"{kind} pool 2x2 stride 3 (gaps)", _pool_shape((2, 8, 8), kind, (2, 2), (3, 3))))
     cases.append(("lp pool p=3", _pool_shape((2, 6, 6), "lp", (2, 2), (2, 2), p=3.0)))
     for act in ACTIVATION_NAMES:
         cases.append((f"subsample activation {act}", _pool_shape((2, 6, 6), "subsample", (2, 2), (2, 2),

@@ -17,7 +17,7 @@ class Optimizer:
     slots: tuple[str, ...] = ()
 
     def __init__(self, params: list[tuple[str, np.ndarray]], lr: float, weight_decay: float = 0.0):
-        self.lr = lr
+        # The rate itself comes with every step() from the schedule.
         self.weight_decay = weight_decay
         self.steps = 0
         self.state = {name: {slot: np.zeros_like(p) for slot in self.slots} for name, p in params}

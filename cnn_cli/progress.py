@@ -41,7 +41,6 @@ class PlainReporter:
 
     def start_epoch(self, epoch: int, epochs: int, batches: int, done: int = 0) -> None:
         self._epoch, self._epochs, self._batches = epoch, epochs, batches
-        self._next_mark = max(done + 1, 1)
         quarter = max(batches // 4, 1)
         self._marks = set(range(quarter, batches, quarter))
 

@@ -10,34 +10,24 @@ to a column matrix once (im2col), lets NumPy's BLAS do the three products
 
 and uses the kernels below for everything around them, each fusing what would
 otherwise be a separate pass (bias, activation, the NCHW transpose, δ = ∂L/∂a·f'(a)).
-Measured on LeNet-5's conv2 at batch 64 this is ~4× faster forward and ~6×
+Measured on LeNet-5's conv2 at batch 64 this is ~3× faster forward and ~5×
 backward than the direct loops: BLAS blocks for registers and cache, which
-short 10-wide rows never let the direct loops do (`benchmarks/RESULTS.md`).
+short 10-wide rows never let the direct loops do.
 
 Layout: column r = (c·Fh + m)·Fw + n, column index q = b·P + i·ow + j, where
 P = oh·ow. The batch sits inside the columns so that one GEMM covers the whole
 batch (one large product beats B small ones).
 
 Determinism: every parallel item writes its own rows/planes and sums in a fixed
-order. OpenBLAS splits a GEMM between threads along the output's rows and
-columns, never along the summed dimension, so each output element is one
-fixed-order dot product whatever the thread count.
+order, and the model holds BLAS to one thread (model.use_single_threaded_blas),
+so each GEMM is the same sequence of operations on every run.
 """
 
 import numpy as np
 from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
-
-
-@njit(cache=True)
-def _valid_range(f_off, s, p, in_n, out_n):
-    """Output positions t with 0 ≤ t·s + f_off − p < in_n, as [lo, hi)."""
-    a = p - f_off
-    lo = (a + s - 1) // s if a > 0 else 0
-    b = in_n - 1 + p - f_off
-    hi = b // s + 1 if b >= 0 else 0
-    return min(lo, out_n), max(min(hi, out_n), min(lo, out_n))
+from .conv import _tap_ranges
 
 
 @njit(parallel=True, cache=True)
@@ -48,12 +38,14 @@ def im2col(x, fh, fw, sh, sw, pt, pl, oh, ow):
     rows = C * fh * fw
     cols = np.empty((rows, B * P), dtype=x.dtype)
     zero = x.dtype.type(0)
+    row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
+    col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     for r in prange(rows):
         c = r // (fh * fw)
         m = (r // fw) % fh
         n = r % fw
-        i_lo, i_hi = _valid_range(m, sh, pt, H, oh)
-        j_lo, j_hi = _valid_range(n, sw, pl, W, ow)
+        i_lo, i_hi = row_lo[m], row_hi[m]
+        j_lo, j_hi = col_lo[n], col_hi[n]
         row = cols[r]
         for b in range(B):
             for i in range(oh):
@@ -85,14 +77,16 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     (b, c) plane is one parallel item, summed in a fixed (m, n, i, j) order."""
     P = oh * ow
     dx = np.zeros((B, C, H, W), dtype=dcols.dtype)
+    row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
+    col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     for bc in prange(B * C):
         b = bc // C
         c = bc % C
         plane = dx[b, c]
         for m in range(fh):
-            i_lo, i_hi = _valid_range(m, sh, pt, H, oh)
+            i_lo, i_hi = row_lo[m], row_hi[m]
             for n in range(fw):
-                j_lo, j_hi = _valid_range(n, sw, pl, W, ow)
+                j_lo, j_hi = col_lo[n], col_hi[n]
                 row = dcols[(c * fh + m) * fw + n]
                 for i in range(i_lo, i_hi):
                     dst = plane[i * sh + m - pt]
