@@ -50,6 +50,12 @@ class Layer:
             setattr(self, attr, None)
 
 
+# Output positions per GEMM chunk (see Conv2D.gemm_chunk). Of 512-8192 tried on
+# lenet5 (batches 16-1000), ~1k was best or near it everywhere: small enough for
+# batch 16 to split across two cores, large enough for BLAS to run well.
+GEMM_COLUMNS = 1024
+
+
 def _init_std(activation: str, fan_in: int) -> float:
     # He initialisation keeps ReLU activations' variance constant; LeCun's
     # 1/fan_in suits the saturating units (tanh, sigmoid, scaled tanh).
@@ -92,26 +98,32 @@ class Conv2D(Layer):
     def _csr_weight(self, w: np.ndarray) -> np.ndarray:
         return w.reshape(self.connections, *self.spec.kernel)
 
-    # A fully connected conv runs as im2col + BLAS products (kernels/gemm_conv.py),
-    # several times faster than the direct loops; a connection table keeps the
-    # direct kernels, whose CSR layout skips the absent weights.
+    # A fully connected conv runs as chunked im2col + BLAS products
+    # (kernels/gemm_conv.py), several times faster than the direct loops; a
+    # connection table keeps the direct kernels, whose CSR layout skips the
+    # absent weights.
+
+    @property
+    def gemm_chunk(self) -> int:
+        """Images per parallel chunk: about GEMM_COLUMNS output positions, so a chunk's
+        columns stay in cache. A function of the layer's shape only, never of the
+        thread count, so weight-gradient sums keep the same order everywhere."""
+        return max(1, GEMM_COLUMNS // (self.out_shape[1] * self.out_shape[2]))
 
     def forward(self, x):
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         oh, ow = self.out_shape[1], self.out_shape[2]
         if self.spec.connections is None:
             fh, fw = self.spec.kernel
-            cols = gemm_k.im2col(x, fh, fw, sh, sw, top, left, oh, ow)
-            z = self.params["weight"].reshape(self.spec.filters, -1) @ cols
-            y = gemm_k.bias_activation_to_nchw(z, self.params["bias"], x.shape[0], oh, ow, self.act)
-            self._cache_x = cols
+            w2 = self.params["weight"].reshape(self.spec.filters, -1)
+            y = gemm_k.conv_gemm_forward(x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow,
+                                         self.act, self.gemm_chunk)
         else:
             y = conv_k.conv2d_forward(
                 x, self._csr_weight(self.params["weight"]), self.params["bias"], self.conn[0], self.conn[1],
                 sh, sw, top, left, oh, ow, self.act,
             )
-            self._cache_x = x
-        self._cache_y = y
+        self._cache_x, self._cache_y = x, y
         return y
 
     def backward(self, dy):
@@ -119,14 +131,10 @@ class Conv2D(Layer):
         weight = self.params["weight"]
         if self.spec.connections is None:
             fh, fw = self.spec.kernel
-            cols, w2 = self._cache_x, weight.reshape(self.spec.filters, -1)
-            delta, db = gemm_k.delta_to_columns(dy, self._cache_y, self.act)
-            dw = delta @ cols.T
-            dx = None
-            if self.need_dx:
-                c, h, w = self.in_shape
-                dx = gemm_k.col2im(w2.T @ delta, dy.shape[0], c, h, w, fh, fw, sh, sw, top, left,
-                                   dy.shape[2], dy.shape[3])
+            dx, dw, db = gemm_k.conv_gemm_backward(
+                dy, self._cache_y, self._cache_x, weight.reshape(self.spec.filters, -1), fh, fw, sh, sw,
+                top, left, self.act, self.need_dx, self.gemm_chunk,
+            )
         else:
             dx, dw, db = conv_k.conv2d_backward(
                 dy, self._cache_y, self._cache_x, self._csr_weight(weight), self.conn,

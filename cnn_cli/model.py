@@ -20,7 +20,8 @@ from .layers import Layer, build_layer
 
 
 def use_single_threaded_blas() -> None:
-    """NumPy's BLAS (the conv GEMMs) runs on one thread: Numba's pool owns the cores.
+    """BLAS (the conv GEMMs, called from inside Numba kernels) runs on one thread:
+    Numba's pool owns the cores.
 
     Two thread pools spinning against each other on two cores made a LeNet-5
     training step 5-20× slower than either alone (measured: 6.8 ms per batch
@@ -28,6 +29,10 @@ def use_single_threaded_blas() -> None:
     """
     global _BLAS_LIMITED
     if not _BLAS_LIMITED:
+        # Load SciPy's BLAS (what np.dot inside the Numba kernels calls) first,
+        # so that the limit reaches it as well as NumPy's.
+        import scipy.linalg.cython_blas  # noqa: F401
+
         threadpool_limits(limits=1, user_api="blas")
         _BLAS_LIMITED = True
 

@@ -71,9 +71,8 @@ def test_spec_vector_through_gemm_path():
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
     for stride, expected in ((1, [[4, 3, 4], [2, 4, 3], [2, 3, 4]]), (2, [[4, 4], [2, 4]])):
         n = len(expected)
-        cols = gemm_k.im2col(image, 3, 3, stride, stride, 0, 0, n, n)
-        z = kernel.reshape(1, 9) @ cols
-        a = gemm_k.bias_activation_to_nchw(z, np.zeros(1, np.float32), 1, n, n, ACTIVATIONS["identity"])
+        a = gemm_k.conv_gemm_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride, stride,
+                                     0, 0, n, n, ACTIVATIONS["identity"], 1)
         assert np.array_equal(a[0, 0], np.array(expected, dtype=np.float32))
 
 
@@ -101,3 +100,22 @@ def test_gemm_path_keeps_dtype(dtype):
     a = layer.forward(x)
     dx = layer.backward(np.ones_like(a))
     assert a.dtype == dtype and dx.dtype == dtype and layer.grads["weight"].dtype == dtype
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7])
+def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk):
+    """Chunks of 1, 3 or 7 images (7 = the whole batch) give the direct kernels' results."""
+    rng = np.random.default_rng(chunk)
+    B, C, H, W, K = 7, 2, 6, 6, 3
+    x = rng.standard_normal((B, C, H, W))
+    w = rng.standard_normal((K, C, 3, 3))
+    b = rng.standard_normal(K)
+    da = rng.standard_normal((B, K, 4, 4))
+    act = ACTIVATIONS["tanh"]
+    a = gemm_k.conv_gemm_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk)
+    dx, dw, db = gemm_k.conv_gemm_backward(da, a, x, w.reshape(K, -1), 3, 3, 1, 1, 0, 0, act, True, chunk)
+    ref = direct(x, w, b, (1, 1), (0, 0, 0, 0), (4, 4), act, da)
+    np.testing.assert_allclose(a, ref[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, ref[1], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dw.reshape(w.shape), ref[2], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(db, ref[3], rtol=1e-10, atol=1e-12)
