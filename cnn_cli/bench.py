@@ -200,8 +200,36 @@ def machine_info() -> dict:
         "threading_layer": layer,
         "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        "git": git_state(),
+        "thread_pools": thread_pools(),
         "blas_threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
     }
+
+
+def thread_pools() -> Optional[list]:
+    """The native thread pools loaded (BLAS, OpenMP) and their sizes, when threadpoolctl is there."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [{"api": info.get("internal_api"), "threads": info.get("num_threads"),
+             "library": os.path.basename(info.get("filepath", ""))} for info in threadpool_info()]
+
+
+def git_state() -> Optional[dict]:
+    """The commit the package was run from and whether its files differed from it (None outside git)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True,
+                                text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    return {"commit": commit.stdout.strip(), "dirty": bool(changed), "changed": changed}
 
 
 def loadavg() -> Optional[list[float]]:

@@ -202,6 +202,36 @@ def build_torch_model(config: Config, threads: int | None = None):
     return classes["net"](layers)
 
 
+def init_like_ours(net, config: Config, seed: int = 0) -> None:
+    """Initialise a freshly built network the way our layers do (for scripts that train
+    it on its own): normal weights with He's std √(2/fan_in) before ReLU, LeCun's
+    √(1/fan_in) otherwise (fan_in counts connected input maps only), zero biases,
+    subsampling as mean pooling (β = 1/window). Same distribution, not the same numbers."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    modules = dict(net.layers.named_children())
+    with torch.no_grad():
+        for shape in config.layers:
+            spec, module = shape.spec, modules[shape.spec.name]
+            if spec.kind in ("conv", "dense"):
+                w = module.weight
+                if spec.kind == "conv":
+                    mask = getattr(module, "mask", None)
+                    connections = int(mask.sum().item()) if mask is not None else w.shape[0] * w.shape[1]
+                    fan_in = connections * w.shape[2] * w.shape[3] // w.shape[0]
+                else:
+                    fan_in = w.shape[1]
+                std = ((2.0 if spec.activation == "relu" else 1.0) / max(fan_in, 1)) ** 0.5
+                w.copy_(torch.randn(w.shape, generator=generator) * std)
+                if getattr(module, "mask", None) is not None:
+                    w.mul_(module.mask)
+                module.bias.zero_()
+            elif spec.kind == "pool" and spec.pool == "subsample":
+                module.beta.fill_(1.0 / (spec.size[0] * spec.size[1]))
+                module.bias.zero_()
+
+
 def copy_weights(ours, theirs) -> None:
     """Copy every parameter of our Model into the PyTorch network, layer by layer.
 

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Every benchmark figure of cnn-cli, then benchmarks/RESULTS.md. Run from anywhere, on an
+# otherwise idle machine (2 shared cores: a test suite running beside it makes figures lie
+# by an order of magnitude). Takes about 10 minutes.
+#
+#   sh benchmarks/run.sh            # THREADS=1 sh benchmarks/run.sh for one thread
+set -eu
+cd "$(dirname "$0")/.."
+THREADS="${THREADS:-2}"
+RESULTS=benchmarks/results
+mkdir -p "$RESULTS"
+
+if ! python benchmarks/bench_train_wall.py --check-idle; then
+    echo "run.sh: not timing on a busy machine" >&2
+    exit 1
+fi
+command -v cnn >/dev/null 2>&1 || { echo "run.sh: the cnn command is not installed (pip install -e .)" >&2; exit 1; }
+
+cnn bench lenet5 --batch-sizes 1,16,64,256 --threads "$THREADS" --against torch --repeat 5 --min-time 1 \
+    --inference-batch 1000 --layer-batch 64 --json > "$RESULTS/bench.json.tmp"
+mv "$RESULTS/bench.json.tmp" "$RESULTS/bench.json"
+python benchmarks/bench_train_wall.py --threads "$THREADS" --rounds 3 --epochs 5 --out "$RESULTS/train_wall.json" > /dev/null
+python benchmarks/write_results.py
