@@ -21,7 +21,8 @@ draws them. Methodology:
 - Per layer (at `layer_batch`): each layer's forward and backward alone on
   inputs captured from a real forward pass (PyTorch: the module on a detached
   input that requires grad, backward with torch.autograd.grad), plus the loss
-  (forward+backward), the optimizer update and the whole step.
+  (forward+backward), the optimizer update and the whole step; each figure the
+  median of `repeat` repetitions of at least `min_time`/5 seconds.
 - Compilation is measured in subprocesses: `cold` runs the first training step
   and inference of the config's network and then of a network holding every
   layer kind (so every kernel compiles) with NUMBA_CACHE_DIR pointing at an
@@ -153,7 +154,7 @@ def set_threads(threads: Optional[int]) -> int:
     if not 1 <= threads <= available:
         raise UserError(f"--threads {threads}: must be between 1 and {available} (the cores numba may use)")
     numba.set_num_threads(threads)
-    if "torch" in sys.modules:
+    if sys.modules.get("torch") is not None:
         sys.modules["torch"].set_num_threads(threads)
     return threads
 
@@ -596,7 +597,8 @@ def run_bench(options: BenchOptions, progress: Optional[Callable[[str], None]] =
         require_torch()  # fail before any work
     import numba
 
-    previous = numba.get_num_threads(), (sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None)
+    torch = sys.modules.get("torch")
+    previous = numba.get_num_threads(), (torch.get_num_threads() if torch is not None else None)
     threads = set_threads(options.threads)
     try:
         return _run(options, config, threads, progress)
