@@ -345,9 +345,8 @@ def bench(
     import json
     import os
 
-    # Keep idle BLAS pools from oversubscribing the cores (takes effect when numpy is not loaded yet).
-    for variable in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, str(threads or os.cpu_count() or 1))
+    # BLAS pools: Model limits NumPy's to one thread (Numba owns the cores); PyTorch's follow
+    # --threads. The JSON's machine.thread_pools records what was loaded and its size.
     from .bench import BenchOptions, parse_batch_sizes, render_bench, run_bench
 
     options = BenchOptions(config=config, batch_sizes=parse_batch_sizes(batch_sizes), threads=threads,
