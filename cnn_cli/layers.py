@@ -50,10 +50,11 @@ class Layer:
             setattr(self, attr, None)
 
 
-# Output positions per GEMM chunk (see Conv2D.gemm_chunk). Of 512-8192 tried on
-# lenet5 (batches 16-1000), ~1k was best or near it everywhere: small enough for
-# batch 16 to split across two cores, large enough for BLAS to run well.
-GEMM_COLUMNS = 1024
+# Output positions per GEMM chunk (see Conv2D.gemm_chunk). Of 400-8192 tried on
+# lenet5 (batches 16-1000), 400 was best: conv2 (10×10 outputs) then runs 16
+# chunks of 4 images at batch 64, which two cores share evenly, and a chunk's
+# column matrix (150 × 400 floats) sits in L1/L2.
+GEMM_COLUMNS = 400
 
 
 def _init_std(activation: str, fan_in: int) -> float:

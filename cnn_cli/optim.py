@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedules.
 
 Optimizers update the model's parameter arrays in place from the gradients the
-layers left in `layer.grads`. Their state (velocities, Adam moments, step
+layers left in `layer.grads`, one fused kernel pass per array (kernels/optim.py). Their state (velocities, Adam moments, step
 count) is plain arrays keyed by parameter name, so a checkpoint can hold it and
 a resumed run continues bit for bit.
 """
@@ -23,11 +23,9 @@ class Optimizer:
         self.state = {name: {slot: np.zeros_like(p) for slot in self.slots} for name, p in params}
 
     def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float) -> None:
+        """One update of every parameter; weight decay is the L2 penalty ½λ‖w‖² (gradient λw)."""
         self.steps += 1
         for name, param, grad in named:
-            if self.weight_decay:
-                # L2 penalty ½λ‖w‖² added to the loss: its gradient is λw.
-                grad = grad + self.weight_decay * param
             self._update(param, grad, self.state[name], lr)
 
     def _update(self, param, grad, state, lr):  # pragma: no cover - interface
@@ -57,20 +55,13 @@ class SGD(Optimizer):
         self.nesterov = nesterov
 
     def _update(self, param, grad, state, lr):
-        if self.momentum == 0.0:
-            param -= lr * grad
-            return
-        v = state["velocity"]
-        v *= self.momentum
-        v += grad
-        if self.nesterov:
-            param -= lr * (grad + self.momentum * v)
-        else:
-            param -= lr * v
+        from .kernels.optim import sgd_update
+
+        sgd_update(param, grad, state["velocity"], lr, self.momentum, self.nesterov, self.weight_decay)
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction."""
+    """Adam (Kingma & Ba 2015) with bias correction, computed exactly as PyTorch does."""
 
     slots = ("m", "v")
 
@@ -79,13 +70,10 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
     def _update(self, param, grad, state, lr):
-        m, v = state["m"], state["v"]
-        m *= self.beta1
-        m += (1 - self.beta1) * grad
-        v *= self.beta2
-        v += (1 - self.beta2) * grad * grad
-        step_size = lr * math.sqrt(1 - self.beta2**self.steps) / (1 - self.beta1**self.steps)
-        param -= (step_size * m / (np.sqrt(v) + self.eps)).astype(param.dtype, copy=False)
+        from .kernels.optim import adam_update
+
+        adam_update(param, grad, state["m"], state["v"], lr, self.beta1, self.beta2, self.eps,
+                    self.weight_decay, self.steps)
 
 
 def make_optimizer(train: dict, params: list[tuple[str, np.ndarray]]) -> Optimizer:

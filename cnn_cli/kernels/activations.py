@@ -48,14 +48,14 @@ LECUN_S = 2.0 / 3.0
 _CHUNK = 4096
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def check_code(code):
     """Reject unknown activation codes before any parallel loop starts."""
     if code < IDENTITY or code > SCALED_TANH:
         raise ValueError("unknown activation code")
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def activate(z, code):
     """f(z) for one scalar, in z's own precision."""
     T = type(z)
@@ -73,7 +73,7 @@ def activate(z, code):
     return z
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def activation_derivative_from_output(a, code):
     """f'(z) expressed through a = f(z)."""
     T = type(a)
@@ -89,7 +89,7 @@ def activation_derivative_from_output(a, code):
     return T(1)
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def activate_span(v, lo, hi, code):
     """In place v[lo:hi] = f(v[lo:hi]) on a 1-D array.
 
@@ -116,7 +116,7 @@ def activate_span(v, lo, hi, code):
             v[uint64(t)] = amp * np.tanh(s * v[uint64(t)])
 
 
-@njit(inline="always", cache=True)
+@njit(inline="always", cache=True, error_model="numpy")
 def delta_span(da, a, out, lo, hi, code):
     """out[lo:hi] = da[lo:hi] · f'(a[lo:hi]) on 1-D arrays (branch outside the loops)."""
     T = out.dtype.type
@@ -147,7 +147,7 @@ def delta_span(da, a, out, lo, hi, code):
             out[u] = da[u]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def activation_forward(z, code):
     """a = f(z) for an array of any shape; returns a new array of z's dtype and shape."""
     check_code(code)
@@ -164,7 +164,7 @@ def activation_forward(z, code):
     return out.reshape(z.shape)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def activation_backward(da, a, code):
     """dz = da · f'(a), with f' read from the output a; shape and dtype of da."""
     check_code(code)

@@ -104,7 +104,7 @@ def table_connections(table):
 # ---------------------------------------------------------------- shared helpers
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _tap_ranges(f, out_n, in_n, s, p):
     """For each tap m < f, the output positions [lo[m], hi[m]) whose tap m lands on a
     real input pixel: 0 ≤ i·s + m − p < in_n. Everything outside is padding."""
@@ -122,7 +122,7 @@ def _tap_ranges(f, out_n, in_n, s, p):
     return lo, hi
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, out_w):
     """Shape checks: a wrong CSR would otherwise read out of bounds silently."""
     if conn_ptr.size != K + 1 or conn_ptr[0] != 0 or conn_ptr[K] != nnz or conn_c.size != nnz:
@@ -142,7 +142,7 @@ def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, o
 # ---------------------------------------------------------------- forward
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     """a[b,k,i,j] = act(bias[k] + Σ_{e of k} Σ_m Σ_n w[e,m,n] · x_pad[b, conn_c[e], i·sh+m, j·sw+n]).
 
@@ -187,7 +187,7 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
 # ---------------------------------------------------------------- backward
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     """Gradients of conv2d_forward given da = ∂L/∂a and the forward output a.
 

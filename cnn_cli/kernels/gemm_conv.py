@@ -34,7 +34,7 @@ from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi):
     """Fill cols (C·fh·fw, (b1−b0)·P) with the windows of images b0..b1−1 (serial)."""
     C = x.shape[1]
@@ -68,7 +68,7 @@ def _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi
                     row[uint64(dst + j)] = zero
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi):
     """dx[b0:b1] += the adjoint of _im2col_into applied to dcols (serial, fixed order)."""
     C = dx.shape[1]
@@ -93,7 +93,7 @@ def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_h
                                 dst[uint64(j * sw + n - pl)] += row[uint64(src + j)]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def im2col(x, fh, fw, sh, sw, pt, pl, oh, ow):
     """cols[(c·fh+m)·fw+n, b·P + i·ow + j] = x_pad[b, c, i·sh+m, j·sw+n]; padding reads 0."""
     B, C, H, W = x.shape
@@ -104,7 +104,7 @@ def im2col(x, fh, fw, sh, sw, pt, pl, oh, ow):
     return cols
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     """The adjoint of im2col: dx[b, c, h, w] = Σ of the column entries that read x[b, c, h, w].
     Entries that read padding are dropped; overlapping windows add up."""
@@ -115,7 +115,7 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     return dx
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk):
     """a = f(conv(x) + bias), (B, K, oh, ow), one chunk of `chunk` images per parallel item.
 
@@ -148,7 +148,7 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk):
     return out.reshape((B, K, oh, ow))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def conv_gemm_backward(da, a, x, w2, fh, fw, sh, sw, pt, pl, act, need_dx, chunk):
     """(dx, dw (K, C·fh·fw), dbias) with the same chunks as the forward pass.
 

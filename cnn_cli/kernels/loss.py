@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy(logits, labels):
     """Returns (loss, dlogits): loss = mean_b(logsumexp(z_b) − z_b[y_b]) as a float,
     dlogits = (softmax(z) − onehot(y)) / B in the dtype of logits."""
@@ -51,7 +51,7 @@ def softmax_cross_entropy(logits, labels):
     return total / nb, d
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, error_model="numpy")
 def softmax(logits):
     """Row-wise softmax of (B, U) logits, stable for large magnitudes; logits' dtype."""
     B, U = logits.shape
