@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from .config import Config
 from .errors import UserError
@@ -19,30 +18,8 @@ from .kernels.loss import softmax, softmax_cross_entropy
 from .layers import Layer, build_layer
 
 
-def use_single_threaded_blas() -> None:
-    """BLAS (the conv GEMMs, called from inside Numba kernels) runs on one thread:
-    Numba's pool owns the cores.
-
-    Two thread pools spinning against each other on two cores made a LeNet-5
-    training step 5-20× slower than either alone (measured: 6.8 ms per batch
-    of 64 with one BLAS thread, 34-160 ms with two). Process-wide, idempotent.
-    """
-    global _BLAS_LIMITED
-    if not _BLAS_LIMITED:
-        # Load SciPy's BLAS (what np.dot inside the Numba kernels calls) first,
-        # so that the limit reaches it as well as NumPy's.
-        import scipy.linalg.cython_blas  # noqa: F401
-
-        threadpool_limits(limits=1, user_api="blas")
-        _BLAS_LIMITED = True
-
-
-_BLAS_LIMITED = False
-
-
 class Model:
     def __init__(self, config: Config, dtype=np.float32, seed: int | None = None):
-        use_single_threaded_blas()
         self.config = config
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(config.train["seed"] if seed is None else seed)

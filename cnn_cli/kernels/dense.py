@@ -1,7 +1,7 @@
 """Fully connected layer with fused activation, and LeNet-5's fixed RBF output layer.
 
 Weights are stored (D, U) — inputs by units. The dense products (x·w, xᵀ·δ,
-δ·wᵀ) are BLAS calls through np.dot, single-threaded (model.py holds every BLAS
+δ·wᵀ) are BLAS calls through np.dot, single-threaded (kernels/blas.py holds every BLAS
 to one thread; Numba's pool owns the cores), so each is one fixed sequence of
 operations: bitwise repeatable for any thread count. The loops around them
 (bias, activation, δ = ∂L/∂a·f'(a), the bias gradient summed in batch order)
@@ -13,6 +13,9 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
+from .blas import use_single_threaded_blas
+
+use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
 @njit(parallel=True, cache=True, error_model="numpy")
 def dense_forward(x, w, bias, act):

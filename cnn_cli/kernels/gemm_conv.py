@@ -32,6 +32,9 @@ from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
+from .blas import use_single_threaded_blas
+
+use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
 
 @njit(cache=True, error_model="numpy")
