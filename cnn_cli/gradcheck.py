@@ -235,7 +235,7 @@ def check_network(config, seed: int = 0, batch: int = 2, entries_per_array: int 
 def _input_gradient(model, x, labels) -> np.ndarray:
     from .kernels.loss import softmax_cross_entropy
 
-    logits = model.forward(x)
+    logits = model.forward(x, training=True)
     _, grad = softmax_cross_entropy(logits, labels)
     for layer in reversed(model.layers):
         grad = layer.backward(grad)

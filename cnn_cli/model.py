@@ -33,13 +33,17 @@ class Model:
 
     # ------------------------------------------------------------ compute
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """Logits (B, classes) for a batch (B, C, H, W) of the model's dtype."""
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Logits (B, classes) for a batch (B, C, H, W) of the model's dtype.
+
+        `training` keeps what a following backward() needs (the conv layers'
+        im2col columns); inference keeps nothing batch-sized."""
         if x.shape[1:] != self.input_shape or x.dtype != self.dtype:
             # The kernels trust their shapes; a wrong one must never reach them.
             raise ValueError(f"model input must be (B, {', '.join(map(str, self.input_shape))}) {self.dtype}, "
                              f"got {x.shape} {x.dtype}")
         for layer in self.layers:
+            layer.training = training
             x = layer.forward(x)
         return x
 
@@ -50,7 +54,7 @@ class Model:
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""
-        logits = self.forward(x)
+        logits = self.forward(x, training=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)
         self.backward(dlogits)
         return float(loss), logits

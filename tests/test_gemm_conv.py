@@ -71,8 +71,8 @@ def test_spec_vector_through_gemm_path():
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
     for stride, expected in ((1, [[4, 3, 4], [2, 4, 3], [2, 3, 4]]), (2, [[4, 4], [2, 4]])):
         n = len(expected)
-        a = gemm_k.conv_gemm_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride, stride,
-                                     0, 0, n, n, ACTIVATIONS["identity"], 1)
+        a, _ = gemm_k.conv_gemm_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride,
+                                        stride, 0, 0, n, n, ACTIVATIONS["identity"], 1, False)
         assert np.array_equal(a[0, 0], np.array(expected, dtype=np.float32))
 
 
@@ -102,9 +102,11 @@ def test_gemm_path_keeps_dtype(dtype):
     assert a.dtype == dtype and dx.dtype == dtype and layer.grads["weight"].dtype == dtype
 
 
+@pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("chunk", [1, 3, 7])
-def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk):
-    """Chunks of 1, 3 or 7 images (7 = the whole batch) give the direct kernels' results."""
+def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk, keep):
+    """Chunks of 1, 3 or 7 images (7 = the whole batch; 3 leaves a short, zero-padded
+    last chunk), with the columns kept from forward or recomputed: the direct kernels' results."""
     rng = np.random.default_rng(chunk)
     B, C, H, W, K = 7, 2, 6, 6, 3
     x = rng.standard_normal((B, C, H, W))
@@ -112,8 +114,9 @@ def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk):
     b = rng.standard_normal(K)
     da = rng.standard_normal((B, K, 4, 4))
     act = ACTIVATIONS["tanh"]
-    a = gemm_k.conv_gemm_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk)
-    dx, dw, db = gemm_k.conv_gemm_backward(da, a, x, w.reshape(K, -1), 3, 3, 1, 1, 0, 0, act, True, chunk)
+    a, cols = gemm_k.conv_gemm_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk, keep)
+    assert cols.shape[0] == (-(-B // chunk) if keep else 0)
+    dx, dw, db = gemm_k.conv_gemm_backward(da, a, x, w.reshape(K, -1), cols, 3, 3, 1, 1, 0, 0, act, True, chunk)
     ref = direct(x, w, b, (1, 1), (0, 0, 0, 0), (4, 4), act, da)
     np.testing.assert_allclose(a, ref[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, ref[1], rtol=1e-10, atol=1e-12)

@@ -119,25 +119,39 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk):
-    """a = f(conv(x) + bias), (B, K, oh, ow), one chunk of `chunk` images per parallel item.
+def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep):
+    """(a, cols): a = f(conv(x) + bias), (B, K, oh, ow), one chunk of images per parallel item.
 
     Each item lowers its images (im2col), multiplies by the (K, C·fh·fw) weights
-    with BLAS and writes bias + activation straight into NCHW. A chunk's columns
-    stay in cache between the three steps, and the chunks spread over the cores."""
+    with BLAS and writes bias + activation straight into NCHW; a chunk's columns
+    stay in cache between the three steps, and the chunks spread over the cores.
+    With `keep` (training) the columns are returned, (chunks, C·fh·fw, chunk·P),
+    for the backward pass; a short last chunk is padded with zero columns so
+    every chunk has one shape. Without it, cols is empty and memory stays flat
+    however large the batch."""
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
     P = oh * ow
+    R = C * fh * fw
     out = np.empty((B, K, P), dtype=x.dtype)
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
+    if keep:
+        kept = np.empty((chunks, R, chunk * P), dtype=x.dtype)
+    else:
+        kept = np.empty((0, R, chunk * P), dtype=x.dtype)
     for ch in prange(chunks):
         b0 = ch * chunk
         b1 = min(B, b0 + chunk)
-        cols = np.empty((C * fh * fw, (b1 - b0) * P), dtype=x.dtype)
+        if keep:
+            cols = kept[ch]
+        else:
+            cols = np.empty((R, chunk * P), dtype=x.dtype)
         _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+        if b1 - b0 < chunk:
+            cols[:, (b1 - b0) * P:] = 0
         z = np.dot(w2, cols)
         for b in range(b0, b1):
             base = (b - b0) * P
@@ -148,28 +162,32 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk):
                 for p in range(P):
                     dst[uint64(p)] = src[uint64(base + p)] + beta
                 activate_span(dst, 0, P, act)
-    return out.reshape((B, K, oh, ow))
+    return out.reshape((B, K, oh, ow)), kept
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def conv_gemm_backward(da, a, x, w2, fh, fw, sh, sw, pt, pl, act, need_dx, chunk):
-    """(dx, dw (K, C·fh·fw), dbias) with the same chunks as the forward pass.
+def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx, chunk):
+    """(dx, dw (K, C·fh·fw), dbias) with the chunks of the forward pass and its kept
+    columns (when `cols` is empty they are recomputed per chunk).
 
-    The columns are recomputed per chunk instead of cached: cheaper than keeping
-    a batch-sized column matrix in memory. Each chunk's weight gradient goes to
-    its own slot and the slots are added in chunk order, so the sum is fixed
-    whatever the thread count (the chunk size depends only on the layer)."""
+    Each chunk's weight and bias gradients go to their own slots, added in chunk
+    order afterwards, so the sums are fixed whatever the thread count (the chunk
+    size depends only on the layer). Padding columns of a short last chunk have
+    δ = 0 and add exact zeros."""
     check_code(act)
     B, K, oh, ow = da.shape
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     P = oh * ow
     R = C * fh * fw
+    N = chunk * P
     da3 = da.reshape((B, K, P))
     a3 = a.reshape((B, K, P))
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
+    recompute = cols.shape[0] == 0
     dw_parts = np.empty((chunks, K, R), dtype=x.dtype)
+    db_parts = np.empty((chunks, K), dtype=x.dtype)
     if need_dx:
         dx = np.zeros((B, C, H, W), dtype=x.dtype)
     else:
@@ -178,32 +196,39 @@ def conv_gemm_backward(da, a, x, w2, fh, fw, sh, sw, pt, pl, act, need_dx, chunk
     for ch in prange(chunks):
         b0 = ch * chunk
         b1 = min(B, b0 + chunk)
-        n = (b1 - b0) * P
-        cols = np.empty((R, n), dtype=x.dtype)
-        _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-        delta = np.empty((K, n), dtype=x.dtype)
+        if recompute:
+            chunk_cols = np.empty((R, N), dtype=x.dtype)
+            _im2col_into(x, b0, b1, chunk_cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+            if b1 - b0 < chunk:
+                chunk_cols[:, (b1 - b0) * P:] = 0
+        else:
+            chunk_cols = cols[ch]
+        delta = np.zeros((K, N), dtype=x.dtype)
         for b in range(b0, b1):
             base = (b - b0) * P
             for k in range(K):
                 delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
-        dw_parts[ch] = np.dot(delta, cols.T)
+        # Bias-gradient sums: element-wise into P-long rows (vectorises), each
+        # row then added up in order.
+        acc = np.zeros((K, P), dtype=x.dtype)
+        for k in range(K):
+            row_acc = acc[k]
+            drow = delta[k]
+            for i in range(b1 - b0):
+                base = i * P
+                for p in range(P):
+                    row_acc[uint64(p)] += drow[uint64(base + p)]
+            total = x.dtype.type(0)
+            for p in range(P):
+                total += row_acc[p]
+            db_parts[ch, k] = total
+        dw_parts[ch] = np.dot(delta, chunk_cols.T)
         if need_dx:
             dcols = np.dot(w2t, delta)
             _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
     dw = dw_parts[0].copy()
+    dbias = db_parts[0].copy()
     for ch in range(1, chunks):
         dw += dw_parts[ch]
-    dbias = np.empty(K, dtype=x.dtype)
-    for k in prange(K):
-        # Element-wise into a P-long row (vectorises), then added up in order.
-        acc = np.zeros(P, dtype=x.dtype)
-        row = np.empty(P, dtype=x.dtype)
-        for b in range(B):
-            delta_span(da3[b, k], a3[b, k], row, 0, P, act)
-            for p in range(P):
-                acc[uint64(p)] += row[uint64(p)]
-        total = x.dtype.type(0)
-        for p in range(P):
-            total += acc[p]
-        dbias[k] = total
+        dbias += db_parts[ch]
     return dx, dw, dbias
