@@ -53,11 +53,12 @@ class Layer:
             setattr(self, attr, None)
 
 
-# Output positions per GEMM chunk (see Conv2D.gemm_chunk). Of 400-8192 tried on
-# lenet5 (batches 16-1000), 400 was best: conv2 (10×10 outputs) then runs 16
-# chunks of 4 images at batch 64, which two cores share evenly, and a chunk's
-# column matrix (150 × 400 floats) sits in L1/L2.
-GEMM_COLUMNS = 400
+# Size of one GEMM chunk's column matrix, in numbers (see Conv2D.gemm_chunk):
+# 64k float32 = 256 KB, half of a Zen 3 core's L2. Of 40k-100k (and, counted in
+# output positions, 400-8192) tried on lenet5 at batches 16-1000, this was best:
+# conv1 runs chunks of 3 images, conv2 of 4, so batch 16 already spreads over
+# two cores.
+GEMM_CHUNK_ELEMENTS = 65536
 
 # Keep a conv's im2col columns from forward for backward when a column is at least
 # this long (C·Fh·Fw); shorter ones are cheaper to recompute than to store and
@@ -115,10 +116,12 @@ class Conv2D(Layer):
 
     @property
     def gemm_chunk(self) -> int:
-        """Images per parallel chunk: about GEMM_COLUMNS output positions, so a chunk's
-        columns stay in cache. A function of the layer's shape only, never of the
-        thread count, so weight-gradient sums keep the same order everywhere."""
-        return max(1, GEMM_COLUMNS // (self.out_shape[1] * self.out_shape[2]))
+        """Images per parallel chunk: a chunk's column matrix (C·Fh·Fw × images·P)
+        holds about GEMM_CHUNK_ELEMENTS numbers, so it stays in cache. A function of
+        the layer's shape only, never of the thread count, so weight-gradient sums
+        keep the same order everywhere."""
+        return max(1, GEMM_CHUNK_ELEMENTS // (self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1]
+                                               * self.out_shape[1] * self.out_shape[2]))
 
     def forward(self, x):
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
