@@ -283,7 +283,8 @@ def load_split_for(config, data_dir, split: str, offline: bool, console=None):
 
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
-    ensure_mnist(Path(data_dir), offline=offline, console=console)
+    # Only this split's two files: scoring the test set needs no training files.
+    ensure_mnist(Path(data_dir), offline=offline, console=console, names=[p.name for p in split_paths(data_dir, split)])
     images, labels = load_split(data_dir, split)
     check_fits_config(config, images, labels, data_dir, split)
     return images, labels

@@ -572,8 +572,12 @@ def ensure_mnist(
     console=None,
     mirrors: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT,
+    names: Optional[Iterable[str]] = None,
 ) -> Path:
-    """Make sure the four files exist in ``data_dir`` before train/eval; return the folder.
+    """Make sure the files exist in ``data_dir`` before train/eval; return the folder.
+
+    ``names`` limits the check to some files (eval of the test split needs only
+    the two test files); by default all four.
 
     Present files are used as they are (their *structure* is checked when they are
     loaded, not their checksums: users may train on their own IDX files). Missing
@@ -583,7 +587,7 @@ def ensure_mnist(
     data_dir = resolve_data_dir(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         raise UserError(f"data folder {data_dir} is a file, not a folder; pass another --data-dir")
-    missing = missing_files(data_dir)
+    missing = missing_files(data_dir, names)
     if not missing:
         return data_dir
     where = f"{data_dir}" if data_dir.is_dir() else f"{data_dir} (the folder does not exist)"

@@ -316,3 +316,17 @@ def test_checkpoints_get_ordinary_permissions(trained_run):
     umask = os.umask(0)
     os.umask(umask)
     assert (trained_run / "best.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_eval_needs_only_the_test_files(tmp_path, trained_run, small_mnist):
+    folder = tmp_path / "test-only"
+    folder.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (folder / name).write_bytes((small_mnist.folder / name).read_bytes())
+    result = runner.invoke(app, ["eval", str(trained_run / "best.npz"), "--data-dir", str(folder), "--offline",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["samples"] == 200
+    result = runner.invoke(app, ["eval", str(trained_run / "best.npz"), "--data-dir", str(folder), "--offline",
+                                 "--split", "train"])
+    assert result.exit_code == 2 and "train-images-idx3-ubyte.gz" in result.stderr
