@@ -403,6 +403,9 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
     model = pair.model
     inputs = [x]
     for layer in model.layers:
+        # Time the training path (the inference rows ran before and left
+        # training off, which makes the conv layers recompute their columns).
+        layer.training = True
         inputs.append(layer.forward(inputs[-1]))
     rng = np.random.default_rng(options.seed + 1)
     modules = dict(pair.net.layers.named_children()) if pair.torch is not None else {}

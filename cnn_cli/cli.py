@@ -345,7 +345,7 @@ def bench(
     import json
     import os
 
-    # BLAS pools: Model limits NumPy's to one thread (Numba owns the cores); PyTorch's follow
+    # BLAS pools: kernels/blas.py limits NumPy's and SciPy's to one thread (Numba owns the cores); PyTorch's follow
     # --threads. The JSON's machine.thread_pools records what was loaded and its size.
     from .bench import BenchOptions, parse_batch_sizes, render_bench, run_bench
 

@@ -37,8 +37,8 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.fixed: dict[str, np.ndarray] = {}
         self.need_dx = True
-        # Set by the model: True while a backward pass will follow (keep what it
-        # needs), False for inference (keep nothing batch-sized).
+        # Set by the model: True while a backward pass will follow; False for
+        # inference (the conv layers then keep no im2col columns).
         self.training = True
 
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface

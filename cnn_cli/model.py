@@ -36,8 +36,9 @@ class Model:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Logits (B, classes) for a batch (B, C, H, W) of the model's dtype.
 
-        `training` keeps what a following backward() needs (the conv layers'
-        im2col columns); inference keeps nothing batch-sized."""
+        `training` keeps what a following backward() needs (inputs, outputs,
+        argmaxes, the conv layers' im2col columns); inference drops each layer's
+        cache as soon as the next layer has its input."""
         if x.shape[1:] != self.input_shape or x.dtype != self.dtype:
             # The kernels trust their shapes; a wrong one must never reach them.
             raise ValueError(f"model input must be (B, {', '.join(map(str, self.input_shape))}) {self.dtype}, "
@@ -45,6 +46,8 @@ class Model:
         for layer in self.layers:
             layer.training = training
             x = layer.forward(x)
+            if not training:
+                layer.clear_cache()
         return x
 
     def backward(self, dlogits: np.ndarray) -> None:

@@ -61,7 +61,7 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction, computed exactly as PyTorch does."""
+    """Adam (Kingma & Ba 2015) with bias correction, PyTorch's formula step by step."""
 
     slots = ("m", "v")
 

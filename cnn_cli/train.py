@@ -211,6 +211,7 @@ class Trainer:
                     self.reporter.batch(pos.batch, pos.loss_sum / pos.seen, pos.correct / pos.seen,
                                         pos.seen / max(pos.seconds, 1e-9))
                     if self.interrupted:
+                        self._check_finite_weights(lr)
                         self.save("last.npz")
                         raise TrainingInterrupted(self.resume_command())
                 self._finish_epoch(learning_rate(cfg, pos.step - 1, steps))
@@ -226,12 +227,15 @@ class Trainer:
         raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
                                f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
 
+    def _check_finite_weights(self, lr: float) -> None:
+        # A step may push a weight to inf while its loss is still finite: such
+        # weights must never become a checkpoint.
+        if not all(np.isfinite(p).all() for _, p, _ in self.model.parameters()):
+            self._diverged(f"weights became infinite or NaN in epoch {self.position.epoch + 1}", lr)
+
     def _finish_epoch(self, lr: float) -> None:
         pos = self.position
-        # The last step may have pushed a weight to inf while its loss was still
-        # finite: such weights must never become a checkpoint.
-        if not all(np.isfinite(p).all() for _, p, _ in self.model.parameters()):
-            self._diverged(f"weights became infinite or NaN in epoch {pos.epoch + 1}", lr)
+        self._check_finite_weights(lr)
         val = None
         if len(self.data.val_labels):
             val = evaluate(self.model, self.data.val_images, self.data.val_labels, self.prepare)
@@ -312,12 +316,13 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
         run_dir = Path(options.run_dir or Path(options.resume).parent)
     else:
         run_dir = choose_run_dir(config, options.run_dir)
-    check_run_dir(run_dir, resuming=options.resume is not None)
+    same_folder = options.resume is not None and run_dir.resolve() == Path(options.resume).parent.resolve()
+    check_run_dir(run_dir, resuming=same_folder)
     trainer = Trainer(config, dataset, run_dir, options, reporter)
     if options.resume is not None:
         # Before creating anything, so a bad checkpoint leaves no folder behind.
         trainer.restore(Path(options.resume))
-        if run_dir != Path(options.resume).parent:
+        if not same_folder:
             # The run goes on in a new folder: bring the best weights so far along.
             best = Path(options.resume).parent / "best.npz"
             if not best.is_file():
@@ -325,7 +330,7 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
                                 f"the checkpoint")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if options.resume is not None and run_dir != Path(options.resume).parent:
+        if options.resume is not None and not same_folder:
             best_bytes = (Path(options.resume).parent / "best.npz").read_bytes()
             write_atomically(run_dir / "best.npz", lambda handle: handle.write(best_bytes))
         write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
@@ -336,6 +341,7 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
 
 
 def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    """A new or empty folder, or (resuming=True) the folder of the checkpoint being resumed."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
     if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):

@@ -330,3 +330,12 @@ def test_eval_needs_only_the_test_files(tmp_path, trained_run, small_mnist):
     result = runner.invoke(app, ["eval", str(trained_run / "best.npz"), "--data-dir", str(folder), "--offline",
                                  "--split", "train"])
     assert result.exit_code == 2 and "train-images-idx3-ubyte.gz" in result.stderr
+
+
+def test_resume_into_another_run_folder_is_refused(tmp_path, trained_run, small_mnist, tiny_config):
+    other = tmp_path / "other"
+    assert train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", other, "--epochs", 1).exit_code == 0
+    before = (other / "best.npz").read_bytes()
+    result = train("--resume", trained_run / "last.npz", "--data-dir", small_mnist.folder, "--run-dir", other)
+    assert result.exit_code == 2 and "already holds files" in result.stderr
+    assert (other / "best.npz").read_bytes() == before

@@ -21,7 +21,7 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 def dense_forward(x, w, bias, act):
     """a = act(x·w + bias) with x (B,D), w (D,U), bias (U,) → (B,U).
 
-    The product is one BLAS call (np.dot, single-threaded: see model.py); bias
+    The product is one BLAS call (np.dot, single-threaded: see blas.py); bias
     and activation follow row by row in parallel."""
     check_code(act)
     B, D = x.shape

@@ -134,6 +134,8 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     K = w2.shape[0]
     P = oh * ow
     R = C * fh * fw
+    # A batch smaller than a chunk is one chunk of its own size: no padding work.
+    chunk = max(1, min(chunk, B))
     out = np.empty((B, K, P), dtype=x.dtype)
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
@@ -177,8 +179,11 @@ def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx,
     check_code(act)
     B, K, oh, ow = da.shape
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    if B == 0:
+        return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((K, C * fh * fw), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
     P = oh * ow
     R = C * fh * fw
+    chunk = max(1, min(chunk, B))  # as in forward, so kept columns line up
     N = chunk * P
     da3 = da.reshape((B, K, P))
     a3 = a.reshape((B, K, P))

@@ -16,8 +16,16 @@ from numba import njit, uint64
 
 
 @njit(cache=True, error_model="numpy")
+def _require_contiguous(a, b, c, d):
+    # ravel() of a non-contiguous array is a copy: the update would go nowhere.
+    if not (a.flags.c_contiguous and b.flags.c_contiguous and c.flags.c_contiguous and d.flags.c_contiguous):
+        raise ValueError("optimizer arrays must be C-contiguous")
+
+
+@njit(cache=True, error_model="numpy")
 def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     """PyTorch's SGD: g += λw; v ← μv + g; w −= lr·(g + μv if nesterov else v) (μ = 0: w −= lr·g)."""
+    _require_contiguous(param, grad, velocity, velocity)
     p = param.ravel()
     g = grad.ravel()
     v = velocity.ravel()
@@ -37,30 +45,35 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     else:
         for k in range(p.size):
             i = uint64(k)
-            vi = mu * v[i] + g[i] + decay * p[i]
+            gi = g[i] + decay * p[i]
+            vi = mu * v[i] + gi
             v[i] = vi
             p[i] -= rate * vi
 
 
 @njit(cache=True, error_model="numpy")
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
-    """PyTorch's Adam (L2 weight decay added to the gradient, ε after bias correction):
-    m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²; w −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε)."""
+    """PyTorch's single-tensor Adam, step by step (L2 weight decay added to the
+    gradient, ε after bias correction): g += λw; m ← m + (1−β1)·(g − m) (lerp);
+    v ← β2·v + (1−β2)·g²; w −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
+    Constants such as 1−β are formed in float64 and then cast, as PyTorch does."""
+    _require_contiguous(param, grad, m, v)
     p = param.ravel()
     g = grad.ravel()
     mm = m.ravel()
     vv = v.ravel()
     T = p.dtype.type
-    b1, b2, one = T(beta1), T(beta2), T(1.0)
+    b2 = T(beta2)
+    c1, c2 = T(1.0 - beta1), T(1.0 - beta2)
     decay = T(weight_decay)
-    rate = T(lr / (1.0 - beta1**step))
-    inv_sqrt_bc2 = T(1.0 / math.sqrt(1.0 - beta2**step))
+    step_size = T(lr / (1.0 - beta1**step))
+    sqrt_bc2 = T(math.sqrt(1.0 - beta2**step))
     epsilon = T(eps)
     for k in range(p.size):
         i = uint64(k)
         gi = g[i] + decay * p[i]
-        mi = b1 * mm[i] + (one - b1) * gi
-        vi = b2 * vv[i] + (one - b2) * gi * gi
+        mi = mm[i] + c1 * (gi - mm[i])
+        vi = b2 * vv[i] + c2 * gi * gi
         mm[i] = mi
         vv[i] = vi
-        p[i] -= rate * mi / (np.sqrt(vi) * inv_sqrt_bc2 + epsilon)
+        p[i] -= step_size * (mi / (np.sqrt(vi) / sqrt_bc2 + epsilon))
