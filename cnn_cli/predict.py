@@ -232,10 +232,8 @@ def probabilities(loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Softmax of the logits, (N, classes) float64, for uint8 images (N, H, W)."""
     out = []
     for start in range(0, len(images), batch):
-        logits = np.asarray(loaded.model.forward(loaded.prepare(images[start:start + batch])), dtype=np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        out.append(e / e.sum(axis=1, keepdims=True))
+        probs = loaded.model.predict_proba(loaded.prepare(images[start:start + batch]))
+        out.append(probs.astype(np.float64))
     loaded.model.clear_caches()
     if not out:
         return np.zeros((0, loaded.config.num_classes))
@@ -356,9 +354,9 @@ def feature_maps(loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str,
         if layer.kind in ("conv", "pool", "subsample"):
             maps.append((layer.name, layer.kind, np.asarray(x[0], dtype=np.float64).copy()))
     loaded.model.clear_caches()
-    logits = np.asarray(x[0], dtype=np.float64)
-    e = np.exp(logits - logits.max())
-    return model_input, maps, e / e.sum()
+    from .kernels.loss import softmax
+
+    return model_input, maps, softmax(x).astype(np.float64)[0]
 
 
 def first_conv_filters(loaded) -> tuple[str, list[tuple[str, np.ndarray]]]:

@@ -14,6 +14,21 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(inline="always", cache=True, error_model="numpy")
+def _row_max_and_sum(logits, b):
+    """(m, Σ_u exp(logits[b, u] − m)) in float64 with m the row maximum, so that
+    logits of ±1e4 neither overflow nor vanish; log-sum-exp is m + log(sum)."""
+    U = logits.shape[1]
+    m = np.float64(logits[b, 0])
+    for u in range(1, U):
+        v = np.float64(logits[b, u])
+        m = v if v > m else m
+    s = 0.0
+    for u in range(U):
+        s += np.exp(np.float64(logits[b, u]) - m)
+    return m, s
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def softmax_cross_entropy(logits, labels):
     """Returns (loss, dlogits): loss = mean_b(logsumexp(z_b) − z_b[y_b]) as a float,
@@ -30,13 +45,7 @@ def softmax_cross_entropy(logits, labels):
     losses = np.empty(B, dtype=np.float64)
     nb = np.float64(B)
     for b in prange(B):
-        m = np.float64(logits[b, 0])
-        for u in range(1, U):
-            v = np.float64(logits[b, u])
-            m = v if v > m else m
-        s = 0.0
-        for u in range(U):
-            s += np.exp(np.float64(logits[b, u]) - m)
+        m, s = _row_max_and_sum(logits, b)
         lse = m + np.log(s)
         y = labels[b]
         losses[b] = lse - np.float64(logits[b, y])
@@ -59,13 +68,7 @@ def softmax(logits):
         raise ValueError("softmax: no classes")
     out = np.empty((B, U), dtype=logits.dtype)
     for b in prange(B):
-        m = np.float64(logits[b, 0])
-        for u in range(1, U):
-            v = np.float64(logits[b, u])
-            m = v if v > m else m
-        s = 0.0
-        for u in range(U):
-            s += np.exp(np.float64(logits[b, u]) - m)
+        m, s = _row_max_and_sum(logits, b)
         for u in range(U):
             out[b, u] = np.exp(np.float64(logits[b, u]) - m) / s
     return out
