@@ -19,7 +19,7 @@ Array indices in the inner loops are cast to uint64: Numba emits negative-index
 wraparound (`i < 0 ? i + n : i`) for signed indices, which stops LLVM from seeing
 consecutive addresses and so from vectorising the loop.
 
-Caution when editing: conv.py, pool.py and dense.py inline the helpers below
+Caution when editing: conv.py, pool.py and dense.py link the helpers below
 into their cached (cache=True) kernels, and Numba invalidates a cache entry only
 when the kernel's OWN source file changes. After changing this file, delete
 cnn_cli/kernels/__pycache__ (or touch the other kernel files), or stale
@@ -28,6 +28,8 @@ compiled code keeps running.
 
 import numpy as np
 from numba import njit, prange, uint64
+
+from .jit import prange_only
 
 IDENTITY = 0
 RELU = 1
@@ -55,7 +57,7 @@ def check_code(code):
         raise ValueError("unknown activation code")
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def activate(z, code):
     """f(z) for one scalar, in z's own precision."""
     T = type(z)
@@ -73,7 +75,7 @@ def activate(z, code):
     return z
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def activation_derivative_from_output(a, code):
     """f'(z) expressed through a = f(z)."""
     T = type(a)
@@ -89,7 +91,7 @@ def activation_derivative_from_output(a, code):
     return T(1)
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def activate_span(v, lo, hi, code):
     """In place v[lo:hi] = f(v[lo:hi]) on a 1-D array.
 
@@ -116,7 +118,7 @@ def activate_span(v, lo, hi, code):
             v[uint64(t)] = amp * np.tanh(s * v[uint64(t)])
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def delta_span(da, a, out, lo, hi, code):
     """out[lo:hi] = da[lo:hi] · f'(a[lo:hi]) on 1-D arrays (branch outside the loops)."""
     T = out.dtype.type
@@ -147,7 +149,7 @@ def delta_span(da, a, out, lo, hi, code):
             out[u] = da[u]
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def activation_forward(z, code):
     """a = f(z) for an array of any shape; returns a new array of z's dtype and shape."""
     check_code(code)
@@ -164,7 +166,7 @@ def activation_forward(z, code):
     return out.reshape(z.shape)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def activation_backward(da, a, code):
     """dz = da · f'(a), with f' read from the output a; shape and dtype of da."""
     check_code(code)

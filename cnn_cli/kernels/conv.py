@@ -44,6 +44,7 @@ from numba import njit, prange, uint64
 # Sizes live in cnn_cli/geometry.py (plain Python, shared with config validation).
 from ..geometry import conv_output_size, same_padding  # noqa: F401  (re-exported)
 from .activations import activate_span, check_code, delta_span
+from .jit import prange_only
 
 
 # ---------------------------------------------------------------- connectivity (plain NumPy)
@@ -142,7 +143,7 @@ def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, o
 # ---------------------------------------------------------------- forward
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     """a[b,k,i,j] = act(bias[k] + Σ_{e of k} Σ_m Σ_n w[e,m,n] · x_pad[b, conn_c[e], i·sh+m, j·sw+n]).
 
@@ -187,7 +188,7 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
 # ---------------------------------------------------------------- backward
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     """Gradients of conv2d_forward given da = ∂L/∂a and the forward output a.
 

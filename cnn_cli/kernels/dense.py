@@ -14,10 +14,11 @@ from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .blas import use_single_threaded_blas
+from .jit import prange_only
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def dense_forward(x, w, bias, act):
     """a = act(x·w + bias) with x (B,D), w (D,U), bias (U,) → (B,U).
 
@@ -38,7 +39,7 @@ def dense_forward(x, w, bias, act):
     return out
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def dense_backward(da, a, x, w, act, need_dx):
     """Returns (dx (B,D), dw (D,U), dbias (U,)) given da = ∂L/∂a and the output a.
 
@@ -72,7 +73,7 @@ def dense_backward(da, a, x, w, act, need_dx):
 # ---------------------------------------------------------------- RBF output (LeNet-5)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def rbf_forward(x, centres):
     """y[b,u] = Σ_d (x[b,d] − centres[u,d])²: squared distance to each class's fixed centre."""
     B, D = x.shape
@@ -91,7 +92,7 @@ def rbf_forward(x, centres):
     return y
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def rbf_backward(dy, x, centres):
     """dx[b,d] = Σ_u dy[b,u] · 2(x[b,d] − centres[u,d]) (the centres are fixed: no other gradient)."""
     B, D = x.shape

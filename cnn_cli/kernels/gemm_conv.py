@@ -33,6 +33,7 @@ from numba import njit, prange, uint64
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
 from .blas import use_single_threaded_blas
+from .jit import prange_only
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -69,6 +70,17 @@ def _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi
                         row[uint64(dst + j)] = src[uint64(j * sw + n - pl)]
                 for j in range(j_hi, ow):
                     row[uint64(dst + j)] = zero
+
+
+@njit(cache=True, error_model="numpy")
+def _zero_columns(cols, start):
+    """cols[:, start:] = 0 — the padding columns of a short last chunk. (A slice
+    fill would compile Numba's shape-mismatch error path: seconds for nothing.)"""
+    zero = cols.dtype.type(0)
+    for r in range(cols.shape[0]):
+        row = cols[r]
+        for q in range(start, cols.shape[1]):
+            row[q] = zero
 
 
 @njit(cache=True, error_model="numpy")
@@ -118,7 +130,7 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     return dx
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep):
     """(a, cols): a = f(conv(x) + bias), (B, K, oh, ow), one chunk of images per parallel item.
 
@@ -152,8 +164,7 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
         else:
             cols = np.empty((R, chunk * P), dtype=x.dtype)
         _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-        if b1 - b0 < chunk:
-            cols[:, (b1 - b0) * P:] = 0
+        _zero_columns(cols, (b1 - b0) * P)
         z = np.dot(w2, cols)
         for b in range(b0, b1):
             base = (b - b0) * P
@@ -167,7 +178,7 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     return out.reshape((B, K, oh, ow)), kept
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx, chunk):
     """(dx, dw (K, C·fh·fw), dbias) with the chunks of the forward pass and its kept
     columns (when `cols` is empty they are recomputed per chunk).
@@ -197,15 +208,13 @@ def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx,
         dx = np.zeros((B, C, H, W), dtype=x.dtype)
     else:
         dx = np.zeros((0, 0, 0, 0), dtype=x.dtype)
-    w2t = np.ascontiguousarray(w2.T)
     for ch in prange(chunks):
         b0 = ch * chunk
         b1 = min(B, b0 + chunk)
         if recompute:
             chunk_cols = np.empty((R, N), dtype=x.dtype)
             _im2col_into(x, b0, b1, chunk_cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-            if b1 - b0 < chunk:
-                chunk_cols[:, (b1 - b0) * P:] = 0
+            _zero_columns(chunk_cols, (b1 - b0) * P)
         else:
             chunk_cols = cols[ch]
         delta = np.zeros((K, N), dtype=x.dtype)
@@ -227,13 +236,17 @@ def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx,
             for p in range(P):
                 total += row_acc[p]
             db_parts[ch, k] = total
-        dw_parts[ch] = np.dot(delta, chunk_cols.T)
+        np.dot(delta, chunk_cols.T, dw_parts[ch])
         if need_dx:
-            dcols = np.dot(w2t, delta)
+            dcols = np.dot(w2.T, delta)
             _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-    dw = dw_parts[0].copy()
-    dbias = db_parts[0].copy()
-    for ch in range(1, chunks):
-        dw += dw_parts[ch]
-        dbias += db_parts[ch]
+    # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
+    # Numba's shape-mismatch error path, seconds of compile for nothing.
+    dw = np.zeros((K, R), dtype=x.dtype)
+    dbias = np.zeros(K, dtype=x.dtype)
+    for ch in range(chunks):
+        for k in range(K):
+            dbias[k] += db_parts[ch, k]
+            for r in range(R):
+                dw[k, r] += dw_parts[ch, k, r]
     return dx, dw, dbias

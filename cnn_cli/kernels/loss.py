@@ -13,8 +13,10 @@ are then added in sample order, so the loss is bitwise deterministic.
 import numpy as np
 from numba import njit, prange
 
+from .jit import prange_only
 
-@njit(inline="always", cache=True, error_model="numpy")
+
+@njit(cache=True, error_model="numpy")
 def _row_max_and_sum(logits, b):
     """(m, Σ_u exp(logits[b, u] − m)) in float64 with m the row maximum, so that
     logits of ±1e4 neither overflow nor vanish; log-sum-exp is m + log(sum)."""
@@ -29,7 +31,7 @@ def _row_max_and_sum(logits, b):
     return m, s
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def softmax_cross_entropy(logits, labels):
     """Returns (loss, dlogits): loss = mean_b(logsumexp(z_b) − z_b[y_b]) as a float,
     dlogits = (softmax(z) − onehot(y)) / B in the dtype of logits."""
@@ -60,7 +62,7 @@ def softmax_cross_entropy(logits, labels):
     return total / nb, d
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def softmax(logits):
     """Row-wise softmax of (B, U) logits, stable for large magnitudes; logits' dtype."""
     B, U = logits.shape

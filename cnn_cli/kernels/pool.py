@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
+from .jit import prange_only
 
 
 @njit(cache=True, error_model="numpy")
@@ -42,7 +43,7 @@ def _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw):
         raise ValueError("pool backward: gradient shape does not match the input size and window")
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow):
     """out[b,c] = Σ over each window of x[b,c] (shared by mean pooling and subsampling)."""
     for i in range(oh):
@@ -59,7 +60,7 @@ def _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow):
                         out[b, c, i, uint64(j)] += x[b, c, r, uint64(j * sw + n)]
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _scatter_windows(g, dx, b, c, scale, ph, pw, sh, sw, oh, ow):
     """dx[b,c] window positions += scale · g[b,c,i,j]; dx[b,c] must be zeroed first.
 
@@ -77,7 +78,7 @@ def _scatter_windows(g, dx, b, c, scale, ph, pw, sh, sw, oh, ow):
                         dx[b, c, r, uint64(j * sw + n)] += scale * g[b, c, i, uint64(j)]
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _zero_plane(dx, b, c, H, W):
     for r in range(H):
         for q in range(W):
@@ -87,14 +88,14 @@ def _zero_plane(dx, b, c, H, W):
 # ---------------------------------------------------------------- max
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _takes(v, cur):
     """Does v replace the running maximum cur? Strictly greater (so the FIRST maximum
     wins ties), or a NaN meeting a number (NaN propagates, as in PyTorch)."""
     return (v > cur) | ((v != v) & (cur == cur))
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy")
 def _maxpool_2x2_plane(xp, op, ap, W):
     """The common 2×2, stride-2 window, branch-free: the maximum of each pair of a
     row, then of the two rows, with selects instead of jumps. Random data makes
@@ -124,7 +125,7 @@ def _maxpool_2x2_plane(xp, op, ap, W):
             a[u] = base + 2 * j + (k23 if t else k01)
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw):
     """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
     window in row-major scan order (int64), used by backward to route δ."""
@@ -162,7 +163,7 @@ def maxpool2d_forward(x, ph, pw, sh, sw):
     return out, arg
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def maxpool2d_backward(dout, argmax, H, W):
     """dx (B,C,H,W): each δ goes to its window's recorded argmax only; with
     overlapping windows a pixel that is the maximum of several windows gets
@@ -195,7 +196,7 @@ def maxpool2d_backward(dout, argmax, H, W):
 # ---------------------------------------------------------------- mean
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def meanpool2d_forward(x, ph, pw, sh, sw):
     """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
     B, C, H, W = x.shape
@@ -212,7 +213,7 @@ def meanpool2d_forward(x, ph, pw, sh, sw):
     return out
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
     """δ/(ph·pw) to every position of each window; overlaps add up."""
     B, C, oh, ow = dout.shape
@@ -239,7 +240,7 @@ def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
 # ---------------------------------------------------------------- L_p norm
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def lppool2d_forward(x, p, ph, pw, sh, sw):
     """out = (Σ_window |x|^p)^(1/p), p ≥ 1 (p = 1: sum of |x|; p → ∞: max |x|).
 
@@ -282,7 +283,7 @@ def lppool2d_forward(x, p, ph, pw, sh, sw):
     return out
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
     """∂out/∂x = sign(x)·(|x|/out)^(p−1) for each window x belongs to; 0 where out == 0
     (the norm is not differentiable there; 0 is the subgradient that keeps
@@ -339,7 +340,7 @@ def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
 # ---------------------------------------------------------------- LeNet-5 subsampling
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     """a[b,c,i,j] = act(β[c]·Σ_window x + bias[c]) (LeNet-5's S2/S4, 2 parameters per map).
 
@@ -367,7 +368,7 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     return a, sums
 
 
-@njit(parallel=True, cache=True, error_model="numpy")
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
     """Returns (dx, dβ, dbias); dx is (0,0,0,0) when need_dx is False.
 
