@@ -131,7 +131,9 @@ def render(bench, wall) -> str:
         out += [f"### Per layer at batch {layers['batch_size']}, ms", "",
                 "Each layer alone on inputs captured from a real forward pass (PyTorch: the module on a detached "
                 "input that requires grad; backward through `torch.autograd.grad`). `loss` is forward and backward "
-                "together, `update` the optimizer step, `step` the whole training step.", "",
+                "together, `update` the optimizer step, `step` the whole training step. `conv1+pool1` is the fused "
+                "step the model really runs (one kernel for the conv and its max pooling; PyTorch: the two modules).",
+                "",
                 "| layer | pass | ours | PyTorch | PyTorch ÷ ours |", "|---|---|---:|---:|---:|"]
         for row in layers["rows"]:
             out.append(f"| {row['name']} | {row['pass']} | {_n(row['ours_ms'], '.3f')} | {_n(row['torch_ms'], '.3f')} | "

@@ -394,8 +394,10 @@ def throughput(pair: Pair, kind: str, batch: int, options: BenchOptions, progres
 
 
 def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
-    """Each layer's forward and backward alone, the loss, the update and the whole step, in ms."""
+    """Each layer's forward and backward alone, the fused conv + pooling steps, the loss,
+    the update and the whole step, in ms."""
     from .kernels.loss import softmax_cross_entropy
+    from .layers import ConvMaxPool
 
     batch = options.layer_batch
     layer_time = max(options.min_time / 5, 1e-3)
@@ -448,6 +450,38 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
         measure(layer.name, layer.kind, "forward", o_fwd, t_fwd)
         layer.forward(x_in)  # the cache backward reads
         measure(layer.name, layer.kind, "backward", o_bwd, t_bwd)
+
+    # The steps the model really runs where a conv and its max pooling are fused
+    # (ConvMaxPool): one kernel call each way, against PyTorch's two modules.
+    position = {layer.name: i for i, layer in enumerate(model.layers)}
+    for step in model.steps:
+        if not isinstance(step, ConvMaxPool):
+            continue
+        i = position[step.conv.name]
+        x_in, y_out = inputs[i], inputs[i + 2]
+        dy = (rng.standard_normal(y_out.shape) * 0.01).astype(np.float32)
+        t_fwd = t_bwd = None
+        if torch is not None:
+            conv_m, pool_m = modules[step.conv.name], modules[step.pool.name]
+            t_in = torch.from_numpy(x_in.copy()).requires_grad_(step.conv.need_dx)
+            targets = ([t_in] if step.conv.need_dx else []) + [p for p in conv_m.parameters() if p.requires_grad]
+            t_out = pool_m(conv_m(t_in))
+
+            def t_fwd(conv_m=conv_m, pool_m=pool_m, t_in=t_in):
+                return pool_m(conv_m(t_in))
+
+            def t_bwd(t_out=t_out, targets=targets, t_dy=torch.from_numpy(dy)):
+                return torch.autograd.grad(t_out, targets, t_dy, retain_graph=True)
+
+        def o_fwd(step=step, x_in=x_in):
+            return step.forward(x_in)
+
+        def o_bwd(step=step, dy=dy):
+            return step.backward(dy)
+
+        measure(step.name, "conv+pool", "forward", o_fwd, t_fwd)
+        step.forward(x_in)
+        measure(step.name, "conv+pool", "backward", o_bwd, t_bwd)
 
     logits = inputs[-1]
     t_loss = None

@@ -237,6 +237,4 @@ def _input_gradient(model, x, labels) -> np.ndarray:
 
     logits = model.forward(x, training=True)
     _, grad = softmax_cross_entropy(logits, labels)
-    for layer in reversed(model.layers):
-        grad = layer.backward(grad)
-    return grad
+    return model.backward(grad)

@@ -104,7 +104,7 @@ class Conv2D(Layer):
         self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
         self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
-        self._cache_x = self._cache_y = self._cache_cols = None
+        self._cache_x = self._cache_y = self._cache_cols = self._cache_argmax = None
 
     def _csr_weight(self, w: np.ndarray) -> np.ndarray:
         return w.reshape(self.connections, *self.spec.kernel)
@@ -123,16 +123,20 @@ class Conv2D(Layer):
         return max(1, GEMM_CHUNK_ELEMENTS // (self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1]
                                                * self.out_shape[1] * self.out_shape[2]))
 
-    def forward(self, x):
+    def forward(self, x, pool: int = 0):
+        """a = f(conv(x) + b); with pool=2 (a GEMM conv only, see ConvMaxPool) the
+        2×2, stride-2 max pooling of a instead, computed in the same kernel."""
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         oh, ow = self.out_shape[1], self.out_shape[2]
         if self.spec.connections is None:
             fh, fw = self.spec.kernel
             w2 = self.params["weight"].reshape(self.spec.filters, -1)
             keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM
-            y, self._cache_cols = gemm_k.conv_gemm_forward(x, w2, self.params["bias"], fh, fw, sh, sw, top, left,
-                                                           oh, ow, self.act, self.gemm_chunk, keep)
+            y, self._cache_cols, self._cache_argmax = gemm_k.conv_gemm_forward(
+                x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
         else:
+            if pool:
+                raise ValueError("only a conv without a connection table can fuse its pooling")
             y = conv_k.conv2d_forward(
                 x, self._csr_weight(self.params["weight"]), self.params["bias"], self.conn[0], self.conn[1],
                 sh, sw, top, left, oh, ow, self.act,
@@ -141,13 +145,15 @@ class Conv2D(Layer):
         return y
 
     def backward(self, dy):
+        """dy is the gradient of what forward returned (the pooled output when fused)."""
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         weight = self.params["weight"]
         if self.spec.connections is None:
             fh, fw = self.spec.kernel
             dx, dw, db = gemm_k.conv_gemm_backward(
-                dy, self._cache_y, self._cache_x, weight.reshape(self.spec.filters, -1), self._cache_cols,
-                fh, fw, sh, sw, top, left, self.act, self.need_dx, self.gemm_chunk,
+                dy, self._cache_y, self._cache_argmax, self._cache_x, weight.reshape(self.spec.filters, -1),
+                self._cache_cols, fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act,
+                self.need_dx, self.gemm_chunk,
             )
         else:
             dx, dw, db = conv_k.conv2d_backward(
@@ -179,6 +185,43 @@ class MaxPool2D(Layer):
         if not self.need_dx:
             return None
         return pool_k.maxpool2d_backward(dy, self._cache_argmax, self.in_shape[1], self.in_shape[2])
+
+
+class ConvMaxPool:
+    """A conv and the 2×2, stride-2 max pooling right after it, run as one kernel
+    call: the conv's output plane is pooled while it is still in cache and never
+    written to memory, and backward routes δ straight to each window's maximum.
+    Same numbers, bit for bit, as the two layers one after the other (tested).
+
+    Not a layer of the network: the model's execution plan runs it in place of
+    the pair, which keep their names, parameters and their own forward and
+    backward (cnn show and the per-layer benchmark call those one by one)."""
+
+    def __init__(self, conv: Conv2D, pool: MaxPool2D):
+        self.conv, self.pool = conv, pool
+        self.name = f"{conv.name}+{pool.name}"
+
+    @staticmethod
+    def fits(conv: Layer, pool: Layer) -> bool:
+        return (isinstance(conv, Conv2D) and conv.spec.connections is None and isinstance(pool, MaxPool2D)
+                and tuple(pool.spec.size) == (2, 2) and tuple(pool.spec.stride) == (2, 2))
+
+    @property
+    def training(self) -> bool:
+        return self.conv.training
+
+    @training.setter
+    def training(self, value: bool):
+        self.conv.training = value
+
+    def forward(self, x):
+        return self.conv.forward(x, pool=2)
+
+    def backward(self, dy):
+        return self.conv.backward(dy)
+
+    def clear_cache(self):
+        self.conv.clear_cache()
 
 
 class MeanPool2D(Layer):

@@ -15,17 +15,32 @@ import numpy as np
 from .config import Config
 from .errors import UserError
 from .kernels.loss import softmax, softmax_cross_entropy
-from .layers import Layer, build_layer
+from .layers import ConvMaxPool, Layer, build_layer
+
+
+def execution_plan(layers: list[Layer]) -> list:
+    """The layers in order, with every conv + 2×2/2 max pooling pair that one
+    kernel can run replaced by a ConvMaxPool step."""
+    steps, i = [], 0
+    while i < len(layers):
+        if i + 1 < len(layers) and ConvMaxPool.fits(layers[i], layers[i + 1]):
+            steps.append(ConvMaxPool(layers[i], layers[i + 1]))
+            i += 2
+        else:
+            steps.append(layers[i])
+            i += 1
+    return steps
 
 
 class Model:
-    def __init__(self, config: Config, dtype=np.float32, seed: int | None = None):
+    def __init__(self, config: Config, dtype=np.float32, seed: int | None = None, fuse: bool = True):
         self.config = config
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(config.train["seed"] if seed is None else seed)
         self.layers: list[Layer] = [build_layer(shape, self.dtype, rng) for shape in config.layers]
         # Nobody needs the gradient with respect to the images themselves.
         self.layers[0].need_dx = False
+        self.steps = execution_plan(self.layers) if fuse else list(self.layers)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -43,17 +58,19 @@ class Model:
             # The kernels trust their shapes; a wrong one must never reach them.
             raise ValueError(f"model input must be (B, {', '.join(map(str, self.input_shape))}) {self.dtype}, "
                              f"got {x.shape} {x.dtype}")
-        for layer in self.layers:
-            layer.training = training
-            x = layer.forward(x)
+        for step in self.steps:
+            step.training = training
+            x = step.forward(x)
             if not training:
-                layer.clear_cache()
+                step.clear_cache()
         return x
 
-    def backward(self, dlogits: np.ndarray) -> None:
+    def backward(self, dlogits: np.ndarray) -> np.ndarray | None:
+        """Fills every layer's grads; returns dL/dinput when the first layer's need_dx is set."""
         grad = dlogits
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
+        for step in reversed(self.steps):
+            grad = step.backward(grad)
+        return grad
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""

@@ -172,7 +172,7 @@ def test_bench_json_has_the_documented_figures(bench_json):
     layers = r["layers"]
     assert layers["batch_size"] == 4
     names = [(row["name"], row["pass"]) for row in layers["rows"]]
-    for name in ("conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "fc3"):
+    for name in ("conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "fc3", "conv1+pool1", "conv2+pool2"):
         assert (name, "forward") in names and (name, "backward") in names
     assert names[-3:] == [("loss", "loss"), ("optimizer", "update"), ("step", "step")]
     for row in layers["rows"]:

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from cnn_cli.config import ConvSpec, LayerShape, conv_output_size
 from cnn_cli.kernels import conv as conv_k
 from cnn_cli.kernels import gemm_conv as gemm_k
+from cnn_cli.kernels import pool as pool_k
 from cnn_cli.kernels.activations import ACTIVATIONS
 from cnn_cli.layers import Conv2D
 
@@ -71,8 +72,8 @@ def test_spec_vector_through_gemm_path():
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
     for stride, expected in ((1, [[4, 3, 4], [2, 4, 3], [2, 3, 4]]), (2, [[4, 4], [2, 4]])):
         n = len(expected)
-        a, _ = gemm_k.conv_gemm_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride,
-                                        stride, 0, 0, n, n, ACTIVATIONS["identity"], 1, False)
+        a, _, _ = gemm_k.conv_gemm_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride,
+                                           stride, 0, 0, n, n, ACTIVATIONS["identity"], 1, False, 0)
         assert np.array_equal(a[0, 0], np.array(expected, dtype=np.float32))
 
 
@@ -114,11 +115,70 @@ def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk, keep):
     b = rng.standard_normal(K)
     da = rng.standard_normal((B, K, 4, 4))
     act = ACTIVATIONS["tanh"]
-    a, cols = gemm_k.conv_gemm_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk, keep)
+    a, cols, argmax = gemm_k.conv_gemm_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk, keep, 0)
     assert cols.shape[0] == (-(-B // chunk) if keep else 0)
-    dx, dw, db = gemm_k.conv_gemm_backward(da, a, x, w.reshape(K, -1), cols, 3, 3, 1, 1, 0, 0, act, True, chunk)
+    dx, dw, db = gemm_k.conv_gemm_backward(da, a, argmax, x, w.reshape(K, -1), cols, 3, 3, 1, 1, 0, 0, 4, 4, act,
+                                           True, chunk)
     ref = direct(x, w, b, (1, 1), (0, 0, 0, 0), (4, 4), act, da)
     np.testing.assert_allclose(a, ref[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, ref[1], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dw.reshape(w.shape), ref[2], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(db, ref[3], rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- fused max pooling
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    c=st.integers(1, 3), k=st.integers(1, 4), h=st.integers(2, 11), w=st.integers(2, 11),
+    f=st.integers(1, 3), pad=st.integers(0, 1), batch=st.integers(1, 9), chunk=st.integers(1, 4),
+    act=st.sampled_from(sorted(ACTIVATIONS)), keep=st.booleans(), seed=st.integers(0, 1000),
+)
+def test_fused_max_pooling_is_conv_then_pool_bit_for_bit(c, k, h, w, f, pad, batch, chunk, act, keep, seed):
+    """pool=2 gives exactly the max pooling kernels' output and argmax after the plain conv,
+    and backward from the pooled gradient exactly the gradients of pool backward then conv
+    backward — odd sizes (a dropped last row/column), short last chunks, every activation."""
+    oh, ow = h + 2 * pad - f + 1, w + 2 * pad - f + 1
+    if oh < 2 or ow < 2:
+        return
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, c, h, w))
+    w2 = rng.standard_normal((k, c * f * f))
+    b = rng.standard_normal(k)
+    code = ACTIVATIONS[act]
+    conv = (f, f, 1, 1, pad, pad, oh, ow, code, chunk, keep)
+    a, cols, _ = gemm_k.conv_gemm_forward(x, w2, b, *conv, 0)
+    ref_y, ref_arg = pool_k.maxpool2d_forward(a, 2, 2, 2, 2)
+    y, fcols, arg = gemm_k.conv_gemm_forward(x, w2, b, *conv, 2)
+    assert np.array_equal(y, ref_y) and np.array_equal(arg, ref_arg) and np.array_equal(cols, fcols)
+    dy = rng.standard_normal(y.shape)
+    da = pool_k.maxpool2d_backward(dy, ref_arg, oh, ow)
+    empty = np.empty((0, k, 0, 0), dtype=np.int64)
+    tail = (f, f, 1, 1, pad, pad, oh, ow, code, True, chunk)
+    ref = gemm_k.conv_gemm_backward(da, a, empty, x, w2, cols, *tail)
+    got = gemm_k.conv_gemm_backward(dy, y, arg, x, w2, fcols, *tail)
+    assert all(np.array_equal(p, q) for p, q in zip(ref, got))
+
+
+@pytest.mark.parametrize("config_name", ["lenet5", "caffe-lenet"])
+@pytest.mark.parametrize("batch", [1, 5, 64])
+def test_model_with_fused_steps_equals_layer_by_layer(config_name, batch):
+    """The execution plan fuses conv + 2×2 max pooling; loss, logits, every gradient and
+    the inference output stay those of running the layers one by one."""
+    from cnn_cli.config import load_config
+    from cnn_cli.model import Model
+
+    config = load_config(config_name)
+    fused, plain = Model(config, seed=0), Model(config, seed=0, fuse=False)
+    assert [s.name for s in fused.steps][:2] == ["conv1+pool1", "conv2+pool2"]
+    assert len(plain.steps) == len(plain.layers)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch,) + fused.input_shape).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    loss_f, logits_f = fused.loss_and_gradients(x, y)
+    loss_p, logits_p = plain.loss_and_gradients(x, y)
+    assert loss_f == loss_p and np.array_equal(logits_f, logits_p)
+    for (name, _, g_f), (_, _, g_p) in zip(fused.parameters(), plain.parameters()):
+        assert np.array_equal(g_f, g_p), name
+    assert np.array_equal(fused.predict_proba(x), plain.predict_proba(x))

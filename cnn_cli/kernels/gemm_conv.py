@@ -32,6 +32,7 @@ from numba import njit, prange, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
+from .pool import _maxpool_2x2_plane
 from .blas import use_single_threaded_blas
 from .jit import prange_only
 
@@ -131,8 +132,8 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
-def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep):
-    """(a, cols): a = f(conv(x) + bias), (B, K, oh, ow), one chunk of images per parallel item.
+def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
+    """(y, cols, argmax): a = f(conv(x) + bias), one chunk of images per parallel item.
 
     Each item lowers its images (im2col), multiplies by the (K, C·fh·fw) weights
     with BLAS and writes bias + activation straight into NCHW; a chunk's columns
@@ -140,7 +141,14 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     With `keep` (training) the columns are returned, (chunks, C·fh·fw, chunk·P),
     for the backward pass; a short last chunk is padded with zero columns so
     every chunk has one shape. Without it, cols is empty and memory stays flat
-    however large the batch."""
+    however large the batch.
+
+    pool = 0: y = a, (B, K, oh, ow); argmax is empty.
+    pool = 2: a following 2×2, stride-2 max pooling is fused in: y is the pooled
+    (B, K, oh//2, ow//2) and argmax as maxpool2d_forward's (flat index into the
+    oh×ow plane). Each plane of a is pooled while it is in cache, by the same
+    helper as the pooling kernel, so y and argmax are bit for bit those of the
+    two layers one after the other, and a never goes to memory."""
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
@@ -148,7 +156,15 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     R = C * fh * fw
     # A batch smaller than a chunk is one chunk of its own size: no padding work.
     chunk = max(1, min(chunk, B))
-    out = np.empty((B, K, P), dtype=x.dtype)
+    fused = pool == 2
+    if fused:
+        pooled = np.empty((B, K, oh // 2, ow // 2), dtype=x.dtype)
+        arg = np.empty((B, K, oh // 2, ow // 2), dtype=np.int64)
+        out = np.empty((0, K, P), dtype=x.dtype)
+    else:
+        pooled = np.empty((0, K, 0, 0), dtype=x.dtype)
+        arg = np.empty((0, K, 0, 0), dtype=np.int64)
+        out = np.empty((B, K, P), dtype=x.dtype)
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
@@ -166,38 +182,54 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
         _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
         _zero_columns(cols, (b1 - b0) * P)
         z = np.dot(w2, cols)
+        plane = np.empty((oh, ow), dtype=x.dtype)  # one plane of a, when pooling
+        plane_flat = plane.reshape(P)
         for b in range(b0, b1):
             base = (b - b0) * P
             for k in range(K):
-                dst = out[b, k]
+                dst = plane_flat if fused else out[b, k]
                 src = z[k]
                 beta = bias[k]
                 for p in range(P):
                     dst[uint64(p)] = src[uint64(base + p)] + beta
                 activate_span(dst, 0, P, act)
-    return out.reshape((B, K, oh, ow)), kept
+                if fused:
+                    _maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
+    if fused:
+        return pooled, kept, arg
+    return out.reshape((B, K, oh, ow)), kept, arg
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
-def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx, chunk):
+def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
     """(dx, dw (K, C·fh·fw), dbias) with the chunks of the forward pass and its kept
     columns (when `cols` is empty they are recomputed per chunk).
+
+    da and a are the gradient and output of what conv_gemm_forward returned:
+    the conv's own (B, K, oh, ow) when argmax is empty, or the fused max
+    pooling's (B, K, oh//2, ow//2) with its argmax. Then each δ = da·f'(a) goes
+    to its window's argmax and the rest of the plane is 0 — what the pooling
+    layer's backward followed by this one would compute, bit for bit, without
+    the (B, K, oh, ow) gradient in between.
 
     Each chunk's weight and bias gradients go to their own slots, added in chunk
     order afterwards, so the sums are fixed whatever the thread count (the chunk
     size depends only on the layer). Padding columns of a short last chunk have
     δ = 0 and add exact zeros."""
     check_code(act)
-    B, K, oh, ow = da.shape
+    B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    fused = argmax.shape[0] > 0
     if B == 0:
         return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((K, C * fh * fw), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
     P = oh * ow
     R = C * fh * fw
     chunk = max(1, min(chunk, B))  # as in forward, so kept columns line up
     N = chunk * P
-    da3 = da.reshape((B, K, P))
-    a3 = a.reshape((B, K, P))
+    Q = da.shape[2] * da.shape[3]  # P, or the pooled plane when fused
+    da3 = da.reshape((B, K, Q))
+    a3 = a.reshape((B, K, Q))
+    arg3 = argmax.reshape((argmax.shape[0], K, Q))
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
@@ -218,10 +250,18 @@ def conv_gemm_backward(da, a, x, w2, cols, fh, fw, sh, sw, pt, pl, act, need_dx,
         else:
             chunk_cols = cols[ch]
         delta = np.zeros((K, N), dtype=x.dtype)
+        routed = np.empty(Q, dtype=x.dtype)
         for b in range(b0, b1):
             base = (b - b0) * P
             for k in range(K):
-                delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
+                if fused:
+                    delta_span(da3[b, k], a3[b, k], routed, 0, Q, act)
+                    drow = delta[k]
+                    arow = arg3[b, k]
+                    for q in range(Q):
+                        drow[uint64(base + arow[q])] = routed[q]
+                else:
+                    delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
         # Bias-gradient sums: element-wise into P-long rows (vectorises), each
         # row then added up in order.
         acc = np.zeros((K, P), dtype=x.dtype)
