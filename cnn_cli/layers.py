@@ -65,6 +65,11 @@ GEMM_CHUNK_ELEMENTS = 65536
 # read back. Measured at batch 64: conv2 of LeNet-5 (150) backward 1.03 -> 0.82 ms
 # when kept; conv1 (25) forward 0.25 -> 0.37 ms when kept, backward no faster.
 KEEP_COLUMNS_FROM = 100
+# ... and when the kept columns of the whole batch fit in this many bytes. Past
+# that they no longer stay in cache between forward and backward, and reading
+# them back costs more than lowering again: lenet5's conv2 at batch 256 (15 MB)
+# stepped 11.4 -> 10.7 ms without them, at batch 64 (3.8 MB) 2.8 -> 3.0 ms.
+KEEP_COLUMNS_MAX_BYTES = 8 << 20
 
 
 def _init_std(activation: str, fan_in: int) -> float:
@@ -131,7 +136,8 @@ class Conv2D(Layer):
         if self.spec.connections is None:
             fh, fw = self.spec.kernel
             w2 = self.params["weight"].reshape(self.spec.filters, -1)
-            keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM
+            kept_bytes = x.shape[0] * w2.shape[1] * oh * ow * self.dtype.itemsize
+            keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
             y, self._cache_cols, self._cache_argmax = gemm_k.conv_gemm_forward(
                 x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
         else:

@@ -154,7 +154,7 @@ def test_fused_max_pooling_is_conv_then_pool_bit_for_bit(c, k, h, w, f, pad, bat
     assert np.array_equal(y, ref_y) and np.array_equal(arg, ref_arg) and np.array_equal(cols, fcols)
     dy = rng.standard_normal(y.shape)
     da = pool_k.maxpool2d_backward(dy, ref_arg, oh, ow)
-    empty = np.empty((0, k, 0, 0), dtype=np.int64)
+    empty = np.empty((0, k, 0, 0), dtype=np.int32)
     tail = (f, f, 1, 1, pad, pad, oh, ow, code, True, chunk)
     ref = gemm_k.conv_gemm_backward(da, a, empty, x, w2, cols, *tail)
     got = gemm_k.conv_gemm_backward(dy, y, arg, x, w2, fcols, *tail)

@@ -131,6 +131,30 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     return dx
 
 
+@njit(cache=True, error_model="numpy")
+def _forward_chunk(x, w2, bias, b0, b1, cols, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
+                   row_lo, row_hi, col_lo, col_hi, act, fused):
+    """One parallel item of conv_gemm_forward: images b0..b1−1, lowered into cols."""
+    K = w2.shape[0]
+    P = oh * ow
+    _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    _zero_columns(cols, (b1 - b0) * P)
+    z = np.dot(w2, cols)
+    plane = np.empty((oh, ow), dtype=x.dtype)  # one plane of a, when pooling
+    plane_flat = plane.reshape(P)
+    for b in range(b0, b1):
+        base = (b - b0) * P
+        for k in range(K):
+            dst = plane_flat if fused else out[b, k]
+            src = z[k]
+            beta = bias[k]
+            for p in range(P):
+                dst[uint64(p)] = src[uint64(base + p)] + beta
+            activate_span(dst, 0, P, act)
+            if fused:
+                _maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
+
+
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
     """(y, cols, argmax): a = f(conv(x) + bias), one chunk of images per parallel item.
@@ -145,10 +169,11 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
 
     pool = 0: y = a, (B, K, oh, ow); argmax is empty.
     pool = 2: a following 2×2, stride-2 max pooling is fused in: y is the pooled
-    (B, K, oh//2, ow//2) and argmax as maxpool2d_forward's (flat index into the
-    oh×ow plane). Each plane of a is pooled while it is in cache, by the same
-    helper as the pooling kernel, so y and argmax are bit for bit those of the
-    two layers one after the other, and a never goes to memory."""
+    (B, K, oh//2, ow//2) and argmax the values of maxpool2d_forward's (flat index
+    into the oh×ow plane) in int32: half the memory traffic of int64. Each plane
+    of a is pooled while it is in cache, by the same helper as the pooling
+    kernel, so y and argmax are bit for bit those of the two layers one after
+    the other, and a never goes to memory."""
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
@@ -159,11 +184,11 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     fused = pool == 2
     if fused:
         pooled = np.empty((B, K, oh // 2, ow // 2), dtype=x.dtype)
-        arg = np.empty((B, K, oh // 2, ow // 2), dtype=np.int64)
+        arg = np.empty((B, K, oh // 2, ow // 2), dtype=np.int32)
         out = np.empty((0, K, P), dtype=x.dtype)
     else:
         pooled = np.empty((0, K, 0, 0), dtype=x.dtype)
-        arg = np.empty((0, K, 0, 0), dtype=np.int64)
+        arg = np.empty((0, K, 0, 0), dtype=np.int32)
         out = np.empty((B, K, P), dtype=x.dtype)
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
@@ -174,30 +199,58 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
         kept = np.empty((0, R, chunk * P), dtype=x.dtype)
     for ch in prange(chunks):
         b0 = ch * chunk
-        b1 = min(B, b0 + chunk)
-        if keep:
-            cols = kept[ch]
-        else:
-            cols = np.empty((R, chunk * P), dtype=x.dtype)
-        _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-        _zero_columns(cols, (b1 - b0) * P)
-        z = np.dot(w2, cols)
-        plane = np.empty((oh, ow), dtype=x.dtype)  # one plane of a, when pooling
-        plane_flat = plane.reshape(P)
-        for b in range(b0, b1):
-            base = (b - b0) * P
-            for k in range(K):
-                dst = plane_flat if fused else out[b, k]
-                src = z[k]
-                beta = bias[k]
-                for p in range(P):
-                    dst[uint64(p)] = src[uint64(base + p)] + beta
-                activate_span(dst, 0, P, act)
-                if fused:
-                    _maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
+        cols = kept[ch] if keep else np.empty((R, chunk * P), dtype=x.dtype)
+        _forward_chunk(x, w2, bias, b0, min(B, b0 + chunk), cols, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
+                       row_lo, row_hi, col_lo, col_hi, act, fused)
     if fused:
         return pooled, kept, arg
     return out.reshape((B, K, oh, ow)), kept, arg
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_part, dx, fh, fw, sh, sw, pt, pl,
+                    oh, ow, row_lo, row_hi, col_lo, col_hi, act, need_dx, fused):
+    """One parallel item of conv_gemm_backward: images b0..b1−1; writes this chunk's
+    weight and bias gradients to dw_part and db_part, and adds into dx[b0:b1]."""
+    K = w2.shape[0]
+    P = oh * ow
+    N = cols.shape[1]
+    Q = da3.shape[2]
+    if recompute:
+        _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+        _zero_columns(cols, (b1 - b0) * P)
+    delta = np.zeros((K, N), dtype=x.dtype)
+    routed = np.empty(Q, dtype=x.dtype)
+    for b in range(b0, b1):
+        base = (b - b0) * P
+        for k in range(K):
+            if fused:
+                delta_span(da3[b, k], a3[b, k], routed, 0, Q, act)
+                drow = delta[k]
+                arow = arg3[b, k]
+                for q in range(Q):
+                    drow[uint64(base + arow[q])] = routed[q]
+            else:
+                delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
+    # Bias-gradient sums: element-wise into P-long rows (vectorises), each
+    # row then added up in order.
+    acc = np.zeros(P, dtype=x.dtype)
+    for k in range(K):
+        drow = delta[k]
+        for p in range(P):
+            acc[p] = 0
+        for i in range(b1 - b0):
+            base = i * P
+            for p in range(P):
+                acc[uint64(p)] += drow[uint64(base + p)]
+        total = x.dtype.type(0)
+        for p in range(P):
+            total += acc[p]
+        db_part[k] = total
+    np.dot(delta, cols.T, dw_part)
+    if need_dx:
+        dcols = np.dot(w2.T, delta)
+        _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -242,44 +295,10 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
         dx = np.zeros((0, 0, 0, 0), dtype=x.dtype)
     for ch in prange(chunks):
         b0 = ch * chunk
-        b1 = min(B, b0 + chunk)
-        if recompute:
-            chunk_cols = np.empty((R, N), dtype=x.dtype)
-            _im2col_into(x, b0, b1, chunk_cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
-            _zero_columns(chunk_cols, (b1 - b0) * P)
-        else:
-            chunk_cols = cols[ch]
-        delta = np.zeros((K, N), dtype=x.dtype)
-        routed = np.empty(Q, dtype=x.dtype)
-        for b in range(b0, b1):
-            base = (b - b0) * P
-            for k in range(K):
-                if fused:
-                    delta_span(da3[b, k], a3[b, k], routed, 0, Q, act)
-                    drow = delta[k]
-                    arow = arg3[b, k]
-                    for q in range(Q):
-                        drow[uint64(base + arow[q])] = routed[q]
-                else:
-                    delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
-        # Bias-gradient sums: element-wise into P-long rows (vectorises), each
-        # row then added up in order.
-        acc = np.zeros((K, P), dtype=x.dtype)
-        for k in range(K):
-            row_acc = acc[k]
-            drow = delta[k]
-            for i in range(b1 - b0):
-                base = i * P
-                for p in range(P):
-                    row_acc[uint64(p)] += drow[uint64(base + p)]
-            total = x.dtype.type(0)
-            for p in range(P):
-                total += row_acc[p]
-            db_parts[ch, k] = total
-        np.dot(delta, chunk_cols.T, dw_parts[ch])
-        if need_dx:
-            dcols = np.dot(w2.T, delta)
-            _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+        chunk_cols = np.empty((R, N), dtype=x.dtype) if recompute else cols[ch]
+        _backward_chunk(da3, a3, arg3, x, w2, b0, min(B, b0 + chunk), chunk_cols, recompute, dw_parts[ch],
+                        db_parts[ch], dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi, act,
+                        need_dx, fused)
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
     # Numba's shape-mismatch error path, seconds of compile for nothing.
     dw = np.zeros((K, R), dtype=x.dtype)
