@@ -211,7 +211,8 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
 def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_part, dx, fh, fw, sh, sw, pt, pl,
                     oh, ow, row_lo, row_hi, col_lo, col_hi, act, need_dx, fused):
     """One parallel item of conv_gemm_backward: images b0..b1−1; writes this chunk's
-    weight and bias gradients to dw_part and db_part, and adds into dx[b0:b1]."""
+    weight gradient, transposed, to dw_part (R, K) and its bias gradient to
+    db_part, and adds into dx[b0:b1]."""
     K = w2.shape[0]
     P = oh * ow
     N = cols.shape[1]
@@ -247,7 +248,10 @@ def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_p
         for p in range(P):
             total += acc[p]
         db_part[k] = total
-    np.dot(delta, cols.T, dw_part)
+    # dWᵀ = cols·δᵀ (R, K) rather than dW = δ·colsᵀ (K, R): the same products,
+    # but OpenBLAS runs this orientation 2.5× faster (0.30 vs 0.75 ms for
+    # lenet5's conv2 at batch 64, one thread).
+    np.dot(cols, delta.T, dw_part)
     if need_dx:
         dcols = np.dot(w2.T, delta)
         _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
@@ -287,7 +291,7 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
     recompute = cols.shape[0] == 0
-    dw_parts = np.empty((chunks, K, R), dtype=x.dtype)
+    dw_parts = np.empty((chunks, R, K), dtype=x.dtype)  # transposed, see _backward_chunk
     db_parts = np.empty((chunks, K), dtype=x.dtype)
     if need_dx:
         dx = np.zeros((B, C, H, W), dtype=x.dtype)
@@ -307,5 +311,5 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
         for k in range(K):
             dbias[k] += db_parts[ch, k]
             for r in range(R):
-                dw[k, r] += dw_parts[ch, k, r]
+                dw[k, r] += dw_parts[ch, r, k]
     return dx, dw, dbias
