@@ -5,12 +5,15 @@ tables). For a fully connected convolution the layer instead lowers the input
 to a column matrix (im2col) and lets BLAS do the three products
 
     forward      Z  = W · cols                  (K, n)
-    weight grad  dW = δ · colsᵀ                 (K, C·Fh·Fw)
+    weight grad  dWᵀ = cols · δᵀ                (C·Fh·Fw, K)
     input grad   dcols = Wᵀ · δ, then col2im    (C·Fh·Fw, n)
 
 on chunks of images, one chunk per parallel item: lowering, product and the
 epilogue (bias, activation, the NCHW layout, δ = ∂L/∂a·f'(a)) run back to back
-on cache-sized data, and the chunks spread over the cores. BLAS is called from
+on cache-sized data, and the chunks spread over the cores. A 2×2, stride-2
+max pooling right after the conv can run in the same epilogue (pool=2; the
+model's ConvMaxPool step): the conv's output is pooled while in cache and
+never stored, and backward routes δ to each window's maximum itself. BLAS is called from
 inside Numba (np.dot, through SciPy's BLAS) and held to one thread, so there is
 a single thread pool: two pools spinning against each other on two cores made a
 step 5-20× slower.
