@@ -182,3 +182,20 @@ def test_model_with_fused_steps_equals_layer_by_layer(config_name, batch):
     for (name, _, g_f), (_, _, g_p) in zip(fused.parameters(), plain.parameters()):
         assert np.array_equal(g_f, g_p), name
     assert np.array_equal(fused.predict_proba(x), plain.predict_proba(x))
+
+
+def test_execution_plan_fuses_only_what_one_kernel_can_run():
+    """Fused: a GEMM conv followed by 2×2 stride-2 max pooling. Not fused: a conv with a
+    connection table, overlapping or other pooling, a pool not right after a conv."""
+    from cnn_cli.bench import every_kernel_config
+    from cnn_cli.config import load_config
+    from cnn_cli.model import Model
+
+    def plan(config):
+        return [step.name for step in Model(config, seed=0).steps]
+
+    assert plan(load_config("lenet5")) == ["conv1+pool1", "conv2+pool2", "fc1", "fc2", "fc3"]
+    classic = load_config("lenet5-classic")  # subsampling after every conv
+    assert plan(classic) == [shape.spec.name for shape in classic.layers]
+    every = every_kernel_config()  # table conv, then max 2×2 stride 1, mean, Lp
+    assert plan(every) == [shape.spec.name for shape in every.layers]
