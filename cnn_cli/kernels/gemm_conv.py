@@ -238,7 +238,7 @@ def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_p
                 delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
     # Bias-gradient sums: element-wise into P-long rows (vectorises), each
     # row then added up in order.
-    acc = np.zeros(P, dtype=x.dtype)
+    acc = np.empty(P, dtype=x.dtype)
     for k in range(K):
         drow = delta[k]
         for p in range(P):
