@@ -13,7 +13,9 @@ import json
 import math
 import shlex
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -127,6 +129,25 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 # ---------------------------------------------------------------- training
 
 
+# Said when the first training step of a process takes longer than this: it is
+# then compiling the network's kernels (a first run, or a new Numba version).
+COMPILE_NOTICE_AFTER_S = 3.0
+COMPILE_NOTICE = ("compiling the kernels for this network (about 20 s, once: "
+                  "later runs load them from Numba's cache)...")
+
+
+@contextmanager
+def say_if_slow(reporter, seconds: float, text: str):
+    """reporter.message(text) if the block is still running after `seconds`."""
+    timer = threading.Timer(seconds, reporter.message, args=[text])
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 class Trainer:
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path, options: TrainOptions,
                  reporter: PlainReporter):
@@ -177,6 +198,13 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train_labels) / self.train_cfg["batch_size"])
 
+    def _train_step(self, x, y, lr):
+        loss, logits = self.model.loss_and_gradients(x, y)
+        if not math.isfinite(loss):
+            self._diverged(f"loss became {loss} at epoch {self.position.epoch + 1}, batch {self.position.batch + 1}", lr)
+        self.optimizer.step(list(self.model.parameters()), lr)
+        return loss, logits
+
     def run(self) -> dict[str, Any]:
         from .optim import learning_rate
 
@@ -184,6 +212,7 @@ class Trainer:
         batch_size, epochs = cfg["batch_size"], cfg["epochs"]
         n, steps = len(self.data.train_labels), self.steps_per_epoch()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        first_step = True
         try:
             while pos.epoch < epochs:
                 # The permutation is re-drawn from the state saved at the epoch's start,
@@ -197,10 +226,14 @@ class Trainer:
                     x = self.prepare(self.data.train_images[idx])
                     y = self.data.train_labels[idx]
                     lr = learning_rate(cfg, pos.step, steps)
-                    loss, logits = self.model.loss_and_gradients(x, y)
-                    if not math.isfinite(loss):
-                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
-                    self.optimizer.step(list(self.model.parameters()), lr)
+                    if first_step:
+                        # Numba compiles the kernels on the first step unless its cache
+                        # holds them: ~20 s in which the bar would sit at 0 unexplained.
+                        with say_if_slow(self.reporter, COMPILE_NOTICE_AFTER_S, COMPILE_NOTICE):
+                            loss, logits = self._train_step(x, y, lr)
+                        first_step = False
+                    else:
+                        loss, logits = self._train_step(x, y, lr)
                     pos.batch += 1
                     pos.step += 1
                     pos.loss_sum += loss * len(y)

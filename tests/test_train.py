@@ -339,3 +339,27 @@ def test_resume_into_another_run_folder_is_refused(tmp_path, trained_run, small_
     result = train("--resume", trained_run / "last.npz", "--data-dir", small_mnist.folder, "--run-dir", other)
     assert result.exit_code == 2 and "already holds files" in result.stderr
     assert (other / "best.npz").read_bytes() == before
+
+
+def test_a_slow_first_step_says_it_is_compiling(tmp_path, small_mnist, tiny_config, monkeypatch):
+    """A first step slower than COMPILE_NOTICE_AFTER_S (Numba compiling) is explained
+    in one line; the later steps say nothing."""
+    import time
+
+    from cnn_cli import train as train_module
+    from cnn_cli.model import Model
+
+    monkeypatch.setattr(train_module, "COMPILE_NOTICE_AFTER_S", 0.05)
+    original = Model.loss_and_gradients
+    calls = []
+
+    def slow_first(self, x, y):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return original(self, x, y)
+
+    monkeypatch.setattr(Model, "loss_and_gradients", slow_first)
+    result = train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", tmp_path / "run", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(train_module.COMPILE_NOTICE) == 1 and len(calls) > 1
