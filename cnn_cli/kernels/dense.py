@@ -100,8 +100,10 @@ def dense_backward(da, a, x, w, act, need_dx):
             dbias[uint64(u)] += row[uint64(u)]
     if blocks == 1:
         return dx, dw_parts[0], dbias
+    # Serial: at most 8 × D·U additions (0.1 ms for fc1 at batch 256), and a
+    # second parallel loop would add ~0.5 s of compile.
     dw = np.empty((D, U), dtype=dt)
-    for d in prange(D):
+    for d in range(D):
         for u in range(U):
             dw[d, uint64(u)] = dw_parts[0, d, uint64(u)]
         for i in range(1, blocks):
