@@ -143,6 +143,35 @@ def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, o
 # ---------------------------------------------------------------- forward
 
 
+# Each parallel loop below calls one serial function per item: Numba then
+# compiles the loop body once, as an ordinary function, instead of inside the
+# parallel machinery (meanpool2d_backward: 2.3 -> 1.1 s of compile).
+
+
+@njit(cache=True, error_model="numpy")
+def _forward_map(x, w, bv, conn_ptr, conn_c, out, b, k, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
+    """out[b, k] = bv + Σ over the connections of k (before the activation)."""
+    out_h, out_w = out.shape[2], out.shape[3]
+    Fh, Fw = w.shape[1], w.shape[2]
+    for i in range(out_h):
+        for j in range(out_w):
+            out[b, k, i, uint64(j)] = bv
+    for e in range(conn_ptr[k], conn_ptr[k + 1]):
+        c = conn_c[e]
+        for m in range(Fh):
+            for i in range(ilo[m], ihi[m]):
+                r = i * sh + m - pt
+                for n in range(Fw):
+                    wv = w[e, m, n]
+                    c0 = n - pl
+                    if sw == 1:
+                        for j in range(jlo[n], jhi[n]):
+                            out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j + c0)]
+                    else:
+                        for j in range(jlo[n], jhi[n]):
+                            out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j * sw + c0)]
+
+
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     """a[b,k,i,j] = act(bias[k] + Σ_{e of k} Σ_m Σ_n w[e,m,n] · x_pad[b, conn_c[e], i·sh+m, j·sw+n]).
@@ -162,30 +191,81 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
     plane = out_h * out_w
     for bk in prange(B * K):
         b = bk // K
-        k = bk - b * K
-        bv = bias[k]
-        for i in range(out_h):
-            for j in range(out_w):
-                out[b, k, i, uint64(j)] = bv
-        for e in range(conn_ptr[k], conn_ptr[k + 1]):
-            c = conn_c[e]
-            for m in range(Fh):
-                for i in range(ilo[m], ihi[m]):
-                    r = i * sh + m - pt
-                    for n in range(Fw):
-                        wv = w[e, m, n]
-                        c0 = n - pl
-                        if sw == 1:
-                            for j in range(jlo[n], jhi[n]):
-                                out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j + c0)]
-                        else:
-                            for j in range(jlo[n], jhi[n]):
-                                out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j * sw + c0)]
+        _forward_map(x, w, bias[bk - b * K], conn_ptr, conn_c, out, b, bk - b * K, sh, sw, pt, pl,
+                     ilo, ihi, jlo, jhi)
         activate_span(flat, bk * plane, (bk + 1) * plane, act)
     return out
 
 
 # ---------------------------------------------------------------- backward
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_grad(delta, row, k):
+    """Σ δ[:, k]: column-wise partial sums in a scratch row (vectorised over j,
+    fixed order over b and i), then one sequential sum."""
+    B, _, oh, ow = delta.shape
+    for j in range(ow):
+        row[uint64(j)] = 0
+    for b in range(B):
+        for i in range(oh):
+            for j in range(ow):
+                row[uint64(j)] += delta[b, k, i, uint64(j)]
+    s = delta.dtype.type(0)
+    for j in range(ow):
+        s += row[uint64(j)]
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def _weight_grad(delta, x, row, k, c, m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
+    """dw for one tap (m, n) of the connection (c → k), same scratch-row scheme."""
+    B = delta.shape[0]
+    ow = delta.shape[3]
+    c0 = n - pl
+    j0 = jlo[n]
+    j1 = jhi[n]
+    for j in range(ow):
+        row[uint64(j)] = 0
+    for b in range(B):
+        for i in range(ilo[m], ihi[m]):
+            r = i * sh + m - pt
+            if sw == 1:
+                for j in range(j0, j1):
+                    row[uint64(j)] += delta[b, k, i, uint64(j)] * x[b, c, r, uint64(j + c0)]
+            else:
+                for j in range(j0, j1):
+                    row[uint64(j)] += delta[b, k, i, uint64(j)] * x[b, c, r, uint64(j * sw + c0)]
+    s = delta.dtype.type(0)
+    for j in range(j0, j1):
+        s += row[uint64(j)]
+    return s
+
+
+@njit(cache=True, error_model="numpy")
+def _input_grad_plane(delta, w, dx, b, c, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
+    """dx[b, c]: every connection reading c scatters w·δ back through its windows,
+    overlapping windows adding up in a fixed order."""
+    H, W = dx.shape[2], dx.shape[3]
+    Fh, Fw = w.shape[1], w.shape[2]
+    for r in range(H):
+        for q in range(W):
+            dx[b, c, r, uint64(q)] = 0
+    for t in range(tconn_ptr[c], tconn_ptr[c + 1]):
+        e = tconn_e[t]
+        k = conn_k[e]
+        for m in range(Fh):
+            for i in range(ilo[m], ihi[m]):
+                r = i * sh + m - pt
+                for n in range(Fw):
+                    wv = w[e, m, n]
+                    c0 = n - pl
+                    if sw == 1:
+                        for j in range(jlo[n], jhi[n]):
+                            dx[b, c, r, uint64(j + c0)] += wv * delta[b, k, i, uint64(j)]
+                    else:
+                        for j in range(jlo[n], jhi[n]):
+                            dx[b, c, r, uint64(j * sw + c0)] += wv * delta[b, k, i, uint64(j)]
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -231,16 +311,7 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     dbias = np.empty(K, dtype=dt)
     brow = np.empty((K, ow), dtype=dt)
     for k in prange(K):
-        for j in range(ow):
-            brow[k, uint64(j)] = 0
-        for b in range(B):
-            for i in range(oh):
-                for j in range(ow):
-                    brow[k, uint64(j)] += delta[b, k, i, uint64(j)]
-        s = dt.type(0)
-        for j in range(ow):
-            s += brow[k, uint64(j)]
-        dbias[k] = s
+        dbias[k] = _bias_grad(delta, brow[k], k)
 
     # dw: one weight entry (e, m, n) per item, same scratch-row scheme.
     taps = Fh * Fw
@@ -248,29 +319,9 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     wrow = np.empty((nnz * taps, ow), dtype=dt)
     for it in prange(nnz * taps):
         e = it // taps
-        mn = it - e * taps
-        m = mn // Fw
-        n = mn - m * Fw
-        k = conn_k[e]
-        c = conn_c[e]
-        c0 = n - pl
-        j0 = jlo[n]
-        j1 = jhi[n]
-        for j in range(ow):
-            wrow[it, uint64(j)] = 0
-        for b in range(B):
-            for i in range(ilo[m], ihi[m]):
-                r = i * sh + m - pt
-                if sw == 1:
-                    for j in range(j0, j1):
-                        wrow[it, uint64(j)] += delta[b, k, i, uint64(j)] * x[b, c, r, uint64(j + c0)]
-                else:
-                    for j in range(j0, j1):
-                        wrow[it, uint64(j)] += delta[b, k, i, uint64(j)] * x[b, c, r, uint64(j * sw + c0)]
-        s = dt.type(0)
-        for j in range(j0, j1):
-            s += wrow[it, uint64(j)]
-        dw[e, m, n] = s
+        m = (it - e * taps) // Fw
+        n = it - e * taps - m * Fw
+        dw[e, m, n] = _weight_grad(delta, x, wrow[it], conn_k[e], conn_c[e], m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi)
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dw, dbias
@@ -280,23 +331,6 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     dx = np.empty((B, C, H, W), dtype=dt)
     for bc in prange(B * C):
         b = bc // C
-        c = bc - b * C
-        for r in range(H):
-            for q in range(W):
-                dx[b, c, r, uint64(q)] = 0
-        for t in range(tconn_ptr[c], tconn_ptr[c + 1]):
-            e = tconn_e[t]
-            k = conn_k[e]
-            for m in range(Fh):
-                for i in range(ilo[m], ihi[m]):
-                    r = i * sh + m - pt
-                    for n in range(Fw):
-                        wv = w[e, m, n]
-                        c0 = n - pl
-                        if sw == 1:
-                            for j in range(jlo[n], jhi[n]):
-                                dx[b, c, r, uint64(j + c0)] += wv * delta[b, k, i, uint64(j)]
-                        else:
-                            for j in range(jlo[n], jhi[n]):
-                                dx[b, c, r, uint64(j * sw + c0)] += wv * delta[b, k, i, uint64(j)]
+        _input_grad_plane(delta, w, dx, b, bc - b * C, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl,
+                          ilo, ihi, jlo, jhi)
     return dx, dw, dbias

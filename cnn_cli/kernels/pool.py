@@ -125,6 +125,31 @@ def _maxpool_2x2_plane(xp, op, ap, W):
             a[u] = base + 2 * j + (k23 if t else k01)
 
 
+@njit(cache=True, error_model="numpy")
+def _maxpool_plane(xp, op, ap, ph, pw, sh, sw):
+    """Any window and stride on one plane: a running maximum per output column."""
+    oh, ow = op.shape
+    W = xp.shape[1]
+    for i in range(oh):
+        r0 = i * sh
+        for j in range(ow):
+            op[i, uint64(j)] = xp[r0, uint64(j * sw)]
+            ap[i, uint64(j)] = r0 * W + j * sw
+        for m in range(ph):
+            r = r0 + m
+            # Tap (0, 0) is the initial value; start the first row at n = 1.
+            n0 = 1 if m == 0 else 0
+            for n in range(n0, pw):
+                for j in range(ow):
+                    v = xp[r, uint64(j * sw + n)]
+                    cur = op[i, uint64(j)]
+                    # Strict '>' keeps the first maximum; a NaN wins once
+                    # (like PyTorch, NaN propagates) and then stays.
+                    take = (v > cur) or (v != v and cur == cur)
+                    op[i, uint64(j)] = v if take else cur
+                    ap[i, uint64(j)] = r * W + j * sw + n if take else ap[i, uint64(j)]
+
+
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
 def maxpool2d_forward(x, ph, pw, sh, sw):
     """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
@@ -142,24 +167,7 @@ def maxpool2d_forward(x, ph, pw, sh, sw):
     for bc in prange(B * C):
         b = bc // C
         c = bc - b * C
-        for i in range(oh):
-            r0 = i * sh
-            for j in range(ow):
-                out[b, c, i, uint64(j)] = x[b, c, r0, uint64(j * sw)]
-                arg[b, c, i, uint64(j)] = r0 * W + j * sw
-            for m in range(ph):
-                r = r0 + m
-                # Tap (0, 0) is the initial value; start the first row at n = 1.
-                n0 = 1 if m == 0 else 0
-                for n in range(n0, pw):
-                    for j in range(ow):
-                        v = x[b, c, r, uint64(j * sw + n)]
-                        cur = out[b, c, i, uint64(j)]
-                        # Strict '>' keeps the first maximum; a NaN wins once
-                        # (like PyTorch, NaN propagates) and then stays.
-                        take = (v > cur) or (v != v and cur == cur)
-                        out[b, c, i, uint64(j)] = v if take else cur
-                        arg[b, c, i, uint64(j)] = r * W + j * sw + n if take else arg[b, c, i, uint64(j)]
+        _maxpool_plane(x[b, c], out[b, c], arg[b, c], ph, pw, sh, sw)
     return out, arg
 
 
@@ -196,6 +204,14 @@ def maxpool2d_backward(dout, argmax, H, W):
 # ---------------------------------------------------------------- mean
 
 
+@njit(cache=True, error_model="numpy")
+def _mean_plane(x, out, b, c, ph, pw, sh, sw, oh, ow, area):
+    _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            out[b, c, i, uint64(j)] /= area
+
+
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
 def meanpool2d_forward(x, ph, pw, sh, sw):
     """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
@@ -205,12 +221,24 @@ def meanpool2d_forward(x, ph, pw, sh, sw):
     area = x.dtype.type(ph * pw)
     for bc in prange(B * C):
         b = bc // C
-        c = bc - b * C
-        _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
-        for i in range(oh):
-            for j in range(ow):
-                out[b, c, i, uint64(j)] /= area
+        _mean_plane(x, out, b, bc - b * C, ph, pw, sh, sw, oh, ow, area)
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def _mean_backward_plane(dout, dx, b, c, H, W, ph, pw, sh, sw, area):
+    oh, ow = dout.shape[2], dout.shape[3]
+    _zero_plane(dx, b, c, H, W)
+    for i in range(oh):
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if sw == 1:
+                    for j in range(ow):
+                        dx[b, c, r, uint64(j + n)] += dout[b, c, i, uint64(j)] / area
+                else:
+                    for j in range(ow):
+                        dx[b, c, r, uint64(j * sw + n)] += dout[b, c, i, uint64(j)] / area
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -222,22 +250,39 @@ def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
     area = dout.dtype.type(ph * pw)
     for bc in prange(B * C):
         b = bc // C
-        c = bc - b * C
-        _zero_plane(dx, b, c, H, W)
-        for i in range(oh):
-            for m in range(ph):
-                r = i * sh + m
-                for n in range(pw):
-                    if sw == 1:
-                        for j in range(ow):
-                            dx[b, c, r, uint64(j + n)] += dout[b, c, i, uint64(j)] / area
-                    else:
-                        for j in range(ow):
-                            dx[b, c, r, uint64(j * sw + n)] += dout[b, c, i, uint64(j)] / area
+        _mean_backward_plane(dout, dx, b, bc - b * C, H, W, ph, pw, sh, sw, area)
     return dx
 
 
 # ---------------------------------------------------------------- L_p norm
+
+
+@njit(cache=True, error_model="numpy")
+def _lp_plane(x, out, b, c, P, invp, ph, pw, sh, sw):
+    T = x.dtype.type
+    oh, ow = out.shape[2], out.shape[3]
+    for i in range(oh):
+        for j in range(ow):
+            out[b, c, i, uint64(j)] = 0
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if P == T(2):
+                    for j in range(ow):
+                        v = x[b, c, r, uint64(j * sw + n)]
+                        out[b, c, i, uint64(j)] += v * v
+                elif P == T(1):
+                    for j in range(ow):
+                        out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)])
+                else:
+                    for j in range(ow):
+                        out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)]) ** P
+        if P == T(2):
+            for j in range(ow):
+                out[b, c, i, uint64(j)] = np.sqrt(out[b, c, i, uint64(j)])
+        elif P != T(1):
+            for j in range(ow):
+                out[b, c, i, uint64(j)] = out[b, c, i, uint64(j)] ** invp
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -257,30 +302,45 @@ def lppool2d_forward(x, p, ph, pw, sh, sw):
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     for bc in prange(B * C):
         b = bc // C
-        c = bc - b * C
-        for i in range(oh):
-            for j in range(ow):
-                out[b, c, i, uint64(j)] = 0
-            for m in range(ph):
-                r = i * sh + m
-                for n in range(pw):
-                    if P == T(2):
-                        for j in range(ow):
-                            v = x[b, c, r, uint64(j * sw + n)]
-                            out[b, c, i, uint64(j)] += v * v
-                    elif P == T(1):
-                        for j in range(ow):
-                            out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)])
-                    else:
-                        for j in range(ow):
-                            out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)]) ** P
-            if P == T(2):
-                for j in range(ow):
-                    out[b, c, i, uint64(j)] = np.sqrt(out[b, c, i, uint64(j)])
-            elif P != T(1):
-                for j in range(ow):
-                    out[b, c, i, uint64(j)] = out[b, c, i, uint64(j)] ** invp
+        _lp_plane(x, out, b, bc - b * C, P, invp, ph, pw, sh, sw)
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def _lp_backward_plane(dout, x, out, coef, dx, b, c, P, pm1, ph, pw, sh, sw):
+    T = x.dtype.type
+    zero = T(0)
+    H, W = x.shape[2], x.shape[3]
+    oh, ow = out.shape[2], out.shape[3]
+    for i in range(oh):
+        for j in range(ow):
+            o = out[b, c, i, uint64(j)]
+            g = dout[b, c, i, uint64(j)]
+            if P == T(2):
+                q = g / o
+            elif P == T(1):
+                q = g
+            else:
+                q = g / o**pm1
+            coef[b, c, i, uint64(j)] = q if o > zero else zero
+    _zero_plane(dx, b, c, H, W)
+    for i in range(oh):
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if P == T(2):
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * x[b, c, r, q]
+                elif P == T(1):
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * np.sign(x[b, c, r, q])
+                else:
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        v = x[b, c, r, q]
+                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -297,47 +357,27 @@ def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
     if not (P >= T(1)):
         raise ValueError("lppool2d: p must be >= 1")
     pm1 = P - T(1)
-    # coef = δ / out^(p−1) once per output, so the scatter loop below is a
-    # plain multiply-add.
+    # coef = δ / out^(p−1) once per output, so the scatter loop is a plain
+    # multiply-add.
     coef = np.empty((B, C, oh, ow), dtype=x.dtype)
     dx = np.empty((B, C, H, W), dtype=x.dtype)
-    zero = T(0)
     for bc in prange(B * C):
         b = bc // C
-        c = bc - b * C
-        for i in range(oh):
-            for j in range(ow):
-                o = out[b, c, i, uint64(j)]
-                g = dout[b, c, i, uint64(j)]
-                if P == T(2):
-                    q = g / o
-                elif P == T(1):
-                    q = g
-                else:
-                    q = g / o**pm1
-                coef[b, c, i, uint64(j)] = q if o > zero else zero
-        _zero_plane(dx, b, c, H, W)
-        for i in range(oh):
-            for m in range(ph):
-                r = i * sh + m
-                for n in range(pw):
-                    if P == T(2):
-                        for j in range(ow):
-                            q = uint64(j * sw + n)
-                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * x[b, c, r, q]
-                    elif P == T(1):
-                        for j in range(ow):
-                            q = uint64(j * sw + n)
-                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * np.sign(x[b, c, r, q])
-                    else:
-                        for j in range(ow):
-                            q = uint64(j * sw + n)
-                            v = x[b, c, r, q]
-                            dx[b, c, r, q] += coef[b, c, i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
+        _lp_backward_plane(dout, x, out, coef, dx, b, bc - b * C, P, pm1, ph, pw, sh, sw)
     return dx
 
 
 # ---------------------------------------------------------------- LeNet-5 subsampling
+
+
+@njit(cache=True, error_model="numpy")
+def _subsample_plane(x, sums, a, b, c, bt, bs, ph, pw, sh, sw):
+    """sums[b, c] = the window sums; a[b, c] = β·sums + bias (before the activation)."""
+    oh, ow = a.shape[2], a.shape[3]
+    _window_sums(x, sums, b, c, ph, pw, sh, sw, oh, ow)
+    for i in range(oh):
+        for j in range(ow):
+            a[b, c, i, uint64(j)] = bt * sums[b, c, i, uint64(j)] + bs
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -358,14 +398,32 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     for bc in prange(B * C):
         b = bc // C
         c = bc - b * C
-        _window_sums(x, sums, b, c, ph, pw, sh, sw, oh, ow)
-        bt = beta[c]
-        bs = bias[c]
-        for i in range(oh):
-            for j in range(ow):
-                a[b, c, i, uint64(j)] = bt * sums[b, c, i, uint64(j)] + bs
+        _subsample_plane(x, sums, a, b, c, beta[c], bias[c], ph, pw, sh, sw)
         activate_span(flat, bc * plane, (bc + 1) * plane, act)
     return a, sums
+
+
+@njit(cache=True, error_model="numpy")
+def _subsample_param_grads(delta, sums, rb, rs, c, dbeta, dbias):
+    """dβ[c] = Σ δ·sums and dbias[c] = Σ δ over batch and positions: per output
+    column into scratch rows rb, rs, then summed in a fixed order."""
+    B, _, oh, ow = delta.shape
+    for j in range(ow):
+        rb[uint64(j)] = 0
+        rs[uint64(j)] = 0
+    for b in range(B):
+        for i in range(oh):
+            for j in range(ow):
+                d = delta[b, c, i, uint64(j)]
+                rb[uint64(j)] += d * sums[b, c, i, uint64(j)]
+                rs[uint64(j)] += d
+    sb = delta.dtype.type(0)
+    ss = delta.dtype.type(0)
+    for j in range(ow):
+        sb += rb[uint64(j)]
+        ss += rs[uint64(j)]
+    dbeta[c] = sb
+    dbias[c] = ss
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
@@ -395,22 +453,7 @@ def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
     rb = np.empty((C, ow), dtype=dt)
     rs = np.empty((C, ow), dtype=dt)
     for c in prange(C):
-        for j in range(ow):
-            rb[c, uint64(j)] = 0
-            rs[c, uint64(j)] = 0
-        for b in range(B):
-            for i in range(oh):
-                for j in range(ow):
-                    d = delta[b, c, i, uint64(j)]
-                    rb[c, uint64(j)] += d * sums[b, c, i, uint64(j)]
-                    rs[c, uint64(j)] += d
-        sb = dt.type(0)
-        ss = dt.type(0)
-        for j in range(ow):
-            sb += rb[c, uint64(j)]
-            ss += rs[c, uint64(j)]
-        dbeta[c] = sb
-        dbias[c] = ss
+        _subsample_param_grads(delta, sums, rb[c], rs[c], c, dbeta, dbias)
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dbeta, dbias
