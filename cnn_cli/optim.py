@@ -39,6 +39,13 @@ class Optimizer:
         for name, param, grad in named:
             self._update(_flat(param), _flat(grad), self._flat_state[name], lr)
 
+    def load_kernel(self, named: tuple[str, np.ndarray, np.ndarray]) -> None:
+        """Run the update kernel once on copies of one parameter's arrays, so it is
+        compiled or loaded from the cache; nothing of the optimizer changes."""
+        name, param, grad = named
+        copies = {slot: _flat(a.copy()) for slot, a in self.state[name].items()}
+        self._update(_flat(param.copy()), _flat(grad.copy()), copies, 0.0)
+
     def _update(self, param, grad, state, lr):  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -129,8 +129,8 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 # ---------------------------------------------------------------- training
 
 
-# Said when the first training step of a process takes longer than this: it is
-# then compiling the network's kernels (a first run, or a new Numba version).
+# Said when loading the kernels takes longer than this: Numba is then compiling
+# them (a first run, or a new Numba version).
 COMPILE_NOTICE_AFTER_S = 3.0
 COMPILE_NOTICE = ("compiling the kernels for this network (about 20 s, once: "
                   "later runs load them from Numba's cache)...")
@@ -198,12 +198,17 @@ class Trainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.data.train_labels) / self.train_cfg["batch_size"])
 
-    def _train_step(self, x, y, lr):
-        loss, logits = self.model.loss_and_gradients(x, y)
-        if not math.isfinite(loss):
-            self._diverged(f"loss became {loss} at epoch {self.position.epoch + 1}, batch {self.position.batch + 1}", lr)
-        self.optimizer.step(list(self.model.parameters()), lr)
-        return loss, logits
+    def _load_kernels(self) -> None:
+        """Run every kernel of a training step once, on one image and on copies of
+        the optimizer's arrays, before the clock starts: Numba compiles them here
+        (a first run: ~20 s, said on screen) or loads them from its cache, and the
+        epochs' seconds and img/s measure training only. Weights, optimizer state
+        and the random generator are untouched, so resuming stays bit for bit."""
+        with say_if_slow(self.reporter, COMPILE_NOTICE_AFTER_S, COMPILE_NOTICE):
+            x = self.prepare(self.data.train_images[:1])
+            self.model.loss_and_gradients(x, self.data.train_labels[:1])
+            self.optimizer.load_kernel(next(self.model.parameters()))
+            self.model.clear_caches()
 
     def run(self) -> dict[str, Any]:
         from .optim import learning_rate
@@ -212,7 +217,7 @@ class Trainer:
         batch_size, epochs = cfg["batch_size"], cfg["epochs"]
         n, steps = len(self.data.train_labels), self.steps_per_epoch()
         previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        first_step = True
+        self._load_kernels()
         try:
             while pos.epoch < epochs:
                 # The permutation is re-drawn from the state saved at the epoch's start,
@@ -226,14 +231,10 @@ class Trainer:
                     x = self.prepare(self.data.train_images[idx])
                     y = self.data.train_labels[idx]
                     lr = learning_rate(cfg, pos.step, steps)
-                    if first_step:
-                        # Numba compiles the kernels on the first step unless its cache
-                        # holds them: ~20 s in which the bar would sit at 0 unexplained.
-                        with say_if_slow(self.reporter, COMPILE_NOTICE_AFTER_S, COMPILE_NOTICE):
-                            loss, logits = self._train_step(x, y, lr)
-                        first_step = False
-                    else:
-                        loss, logits = self._train_step(x, y, lr)
+                    loss, logits = self.model.loss_and_gradients(x, y)
+                    if not math.isfinite(loss):
+                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
+                    self.optimizer.step(list(self.model.parameters()), lr)
                     pos.batch += 1
                     pos.step += 1
                     pos.loss_sum += loss * len(y)

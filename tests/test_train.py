@@ -341,9 +341,9 @@ def test_resume_into_another_run_folder_is_refused(tmp_path, trained_run, small_
     assert (other / "best.npz").read_bytes() == before
 
 
-def test_a_slow_first_step_says_it_is_compiling(tmp_path, small_mnist, tiny_config, monkeypatch):
-    """A first step slower than COMPILE_NOTICE_AFTER_S (Numba compiling) is explained
-    in one line; the later steps say nothing."""
+def test_slow_kernel_loading_says_it_is_compiling(tmp_path, small_mnist, tiny_config, monkeypatch):
+    """Training runs every kernel once before the clock starts; when that is slower than
+    COMPILE_NOTICE_AFTER_S (Numba compiling) one line says why; the steps after say nothing."""
     import time
 
     from cnn_cli import train as train_module
