@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from .kernels.loss import softmax_cross_entropy
+from .progress import compile_notice
 
 EVAL_BATCH = 1000  # large batches: no backward pass, so memory is only activations
 
@@ -55,4 +57,8 @@ def evaluate_checkpoint(path, data_dir, split: str, offline: bool) -> Evaluation
 
     trained = load_trained(path)
     images, labels = load_split_for(trained.config, data_dir, split, offline)
+    with compile_notice(lambda text: print(text, file=sys.stderr, flush=True)):
+        # One image through every kernel first: loaded from Numba's cache, or
+        # compiled (then said on stderr, which --json leaves alone).
+        softmax_cross_entropy(trained.model.forward(trained.prepare(images[:1])), labels[:1])
     return evaluate(trained.model, images, labels, trained.prepare)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from contextlib import contextmanager
+from typing import Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -25,6 +28,26 @@ def format_epoch_row(row: dict) -> list[str]:
     return [f"{row['epoch']}/{row['epochs']}", num(row["train_loss"]), pct(row["train_acc"]),
             num(row["val_loss"]), pct(row["val_acc"]), f"{row['lr']:.3g}", f"{row['seconds']:.1f}",
             f"{row['images_per_s']:,.0f}"]
+
+
+# Said when running a network's kernels for the first time in a process takes
+# longer than this: Numba is then compiling them (a first run, or a new Numba
+# version) rather than loading them from its cache.
+COMPILE_NOTICE_AFTER_S = 3.0
+COMPILE_NOTICE = ("compiling the kernels for this network (about 20 s, once: "
+                  "later runs load them from Numba's cache)...")
+
+
+@contextmanager
+def compile_notice(say: Callable[[str], None]):
+    """say(COMPILE_NOTICE) if the block is still running after COMPILE_NOTICE_AFTER_S."""
+    timer = threading.Timer(COMPILE_NOTICE_AFTER_S, say, args=[COMPILE_NOTICE])
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def use_plain_output(quiet: bool) -> bool:

@@ -13,9 +13,7 @@ import json
 import math
 import shlex
 import signal
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -26,7 +24,7 @@ from .checkpoint import load_checkpoint, save_checkpoint, write_atomically
 from .config import Config, dump_yaml, validate_config
 from .errors import UserError
 from .evaluate import evaluate
-from .progress import PlainReporter
+from .progress import PlainReporter, compile_notice
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
@@ -129,25 +127,6 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 # ---------------------------------------------------------------- training
 
 
-# Said when loading the kernels takes longer than this: Numba is then compiling
-# them (a first run, or a new Numba version).
-COMPILE_NOTICE_AFTER_S = 3.0
-COMPILE_NOTICE = ("compiling the kernels for this network (about 20 s, once: "
-                  "later runs load them from Numba's cache)...")
-
-
-@contextmanager
-def say_if_slow(reporter, seconds: float, text: str):
-    """reporter.message(text) if the block is still running after `seconds`."""
-    timer = threading.Timer(seconds, reporter.message, args=[text])
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
-
-
 class Trainer:
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path, options: TrainOptions,
                  reporter: PlainReporter):
@@ -204,7 +183,7 @@ class Trainer:
         (a first run: ~20 s, said on screen) or loads them from its cache, and the
         epochs' seconds and img/s measure training only. Weights, optimizer state
         and the random generator are untouched, so resuming stays bit for bit."""
-        with say_if_slow(self.reporter, COMPILE_NOTICE_AFTER_S, COMPILE_NOTICE):
+        with compile_notice(self.reporter.message):
             x = self.prepare(self.data.train_images[:1])
             self.model.loss_and_gradients(x, self.data.train_labels[:1])
             self.optimizer.load_kernel(next(self.model.parameters()))

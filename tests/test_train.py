@@ -346,10 +346,10 @@ def test_slow_kernel_loading_says_it_is_compiling(tmp_path, small_mnist, tiny_co
     COMPILE_NOTICE_AFTER_S (Numba compiling) one line says why; the steps after say nothing."""
     import time
 
-    from cnn_cli import train as train_module
+    from cnn_cli import progress
     from cnn_cli.model import Model
 
-    monkeypatch.setattr(train_module, "COMPILE_NOTICE_AFTER_S", 0.05)
+    monkeypatch.setattr(progress, "COMPILE_NOTICE_AFTER_S", 0.05)
     original = Model.loss_and_gradients
     calls = []
 
@@ -362,4 +362,30 @@ def test_slow_kernel_loading_says_it_is_compiling(tmp_path, small_mnist, tiny_co
     monkeypatch.setattr(Model, "loss_and_gradients", slow_first)
     result = train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", tmp_path / "run", "--epochs", "1")
     assert result.exit_code == 0, result.output
-    assert result.output.count(train_module.COMPILE_NOTICE) == 1 and len(calls) > 1
+    assert result.output.count(progress.COMPILE_NOTICE) == 1 and len(calls) > 1
+
+
+def test_slow_kernel_loading_in_eval_is_said_on_stderr(trained_run, small_mnist, monkeypatch):
+    """cnn eval runs one image through first; if that is slow (compiling) it says so on
+    stderr, once, and --json output on stdout stays pure JSON."""
+    import time
+
+    from cnn_cli import progress
+    from cnn_cli.model import Model
+
+    monkeypatch.setattr(progress, "COMPILE_NOTICE_AFTER_S", 0.05)
+    original = Model.forward
+    calls = []
+
+    def slow_first(self, x, training=False):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(0.5)
+        return original(self, x, training)
+
+    monkeypatch.setattr(Model, "forward", slow_first)
+    result = runner.invoke(app, ["eval", str(trained_run / "best.npz"), "--data-dir", str(small_mnist.folder),
+                                 "--json", "--offline"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(progress.COMPILE_NOTICE) == 1 and len(calls) > 1
+    assert json.loads(result.stdout)["samples"] == 200
