@@ -43,7 +43,7 @@ from numba import njit, prange, uint64
 
 # Sizes live in cnn_cli/geometry.py (plain Python, shared with config validation).
 from ..geometry import conv_output_size, same_padding  # noqa: F401  (re-exported)
-from .activations import activate_span, check_code, delta_span
+from .activations import activate_span, activation_backward, check_code
 from .jit import prange_only
 
 
@@ -297,14 +297,7 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     jlo, jhi = _tap_ranges(Fw, ow, W, sw, pl)
     dt = x.dtype
 
-    # δ = da · f'(a), one plane per item.
-    delta = np.empty((B, K, oh, ow), dtype=dt)
-    dflat = delta.reshape(delta.size)
-    daf = da.ravel()
-    af = a.ravel()
-    plane = oh * ow
-    for bk in prange(B * K):
-        delta_span(daf, af, dflat, bk * plane, (bk + 1) * plane, act)
+    delta = activation_backward(da, a, act)  # δ = da · f'(a)
 
     # dbias: one output map per item; column-wise partial sums in a scratch row
     # (vectorised over j, fixed order over b and i), then one sequential sum.

@@ -22,7 +22,7 @@ in row-major order with a strict `>` keeps the FIRST maximum on ties.
 import numpy as np
 from numba import njit, prange, uint64
 
-from .activations import activate_span, check_code, delta_span
+from .activations import activate_span, activation_backward, check_code
 from .jit import prange_only
 
 
@@ -440,13 +440,7 @@ def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
     if a.shape != da.shape or sums.shape != da.shape or beta.size != C:
         raise ValueError("subsample_backward: da, a, sums and beta shapes disagree")
     dt = da.dtype
-    delta = np.empty((B, C, oh, ow), dtype=dt)
-    dflat = delta.reshape(delta.size)
-    daf = da.ravel()
-    af = a.ravel()
-    plane = oh * ow
-    for bc in prange(B * C):
-        delta_span(daf, af, dflat, bc * plane, (bc + 1) * plane, act)
+    delta = activation_backward(da, a, act)  # δ = da · f'(a)
 
     dbeta = np.empty(C, dtype=dt)
     dbias = np.empty(C, dtype=dt)
