@@ -31,13 +31,14 @@ the thread count.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
 from .blas import use_single_threaded_blas
 from .jit import prange_only
+from .parallel import c_array, call_item, native_item
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -134,6 +135,13 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     return dx
 
 
+def _forward_chunk_signature(f):
+    i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
+    return (c_array(f, 4), c_array(f, 2), c_array(f, 1), i, i, c_array(f, 2), c_array(f, 3), c_array(f, 4),
+            c_array(types.int32, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, flag)
+
+
+@native_item(_forward_chunk_signature)
 @njit(cache=True, error_model="numpy")
 def _forward_chunk(x, w2, bias, b0, b1, cols, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
                    row_lo, row_hi, col_lo, col_hi, act, fused):
@@ -158,7 +166,6 @@ def _forward_chunk(x, w2, bias, b0, b1, cols, out, pooled, arg, fh, fw, sh, sw, 
                 _maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
     """(y, cols, argmax): a = f(conv(x) + bias), one chunk of images per parallel item.
 
@@ -177,6 +184,13 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     of a is pooled while it is in cache, by the same helper as the pooling
     kernel, so y and argmax are bit for bit those of the two layers one after
     the other, and a never goes to memory."""
+    x, w2, bias = np.ascontiguousarray(x), np.ascontiguousarray(w2), np.ascontiguousarray(bias)
+    return _conv_gemm_forward(_forward_chunk.native.address(x.dtype), x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow,
+                              act, chunk, keep, pool)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _conv_gemm_forward(chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
@@ -201,15 +215,23 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     else:
         kept = np.empty((0, R, chunk * P), dtype=x.dtype)
     for ch in prange(chunks):
-        b0 = ch * chunk
+        b0 = np.int64(ch) * chunk
         cols = kept[ch] if keep else np.empty((R, chunk * P), dtype=x.dtype)
-        _forward_chunk(x, w2, bias, b0, min(B, b0 + chunk), cols, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
-                       row_lo, row_hi, col_lo, col_hi, act, fused)
+        call_item(_forward_chunk, chunk_fn, (x, w2, bias, b0, min(B, b0 + chunk), cols, out, pooled, arg,
+                                             fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi, act, fused))
     if fused:
         return pooled, kept, arg
     return out.reshape((B, K, oh, ow)), kept, arg
 
 
+def _backward_chunk_signature(f):
+    i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
+    return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 2), i, i,
+            c_array(f, 2), flag, c_array(f, 2), c_array(f, 1), c_array(f, 4), i, i, i, i, i, i, i, i,
+            idx, idx, idx, idx, i, flag, flag)
+
+
+@native_item(_backward_chunk_signature)
 @njit(cache=True, error_model="numpy")
 def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_part, dx, fh, fw, sh, sw, pt, pl,
                     oh, ow, row_lo, row_hi, col_lo, col_hi, act, need_dx, fused):
@@ -260,7 +282,6 @@ def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_p
         _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
     """(dx, dw (K, C·fh·fw), dbias) with the chunks of the forward pass and its kept
     columns (when `cols` is empty they are recomputed per chunk).
@@ -276,6 +297,13 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
     order afterwards, so the sums are fixed whatever the thread count (the chunk
     size depends only on the layer). Padding columns of a short last chunk have
     δ = 0 and add exact zeros."""
+    da, a, argmax, x, w2 = (np.ascontiguousarray(v) for v in (da, a, argmax, x, w2))
+    return _conv_gemm_backward(_backward_chunk.native.address(x.dtype), da, a, argmax, x, w2, cols,
+                               fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _conv_gemm_backward(chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
     check_code(act)
     B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
@@ -301,11 +329,11 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
     else:
         dx = np.zeros((0, 0, 0, 0), dtype=x.dtype)
     for ch in prange(chunks):
-        b0 = ch * chunk
+        b0 = np.int64(ch) * chunk
         chunk_cols = np.empty((R, N), dtype=x.dtype) if recompute else cols[ch]
-        _backward_chunk(da3, a3, arg3, x, w2, b0, min(B, b0 + chunk), chunk_cols, recompute, dw_parts[ch],
-                        db_parts[ch], dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi, act,
-                        need_dx, fused)
+        call_item(_backward_chunk, chunk_fn, (da3, a3, arg3, x, w2, b0, min(B, b0 + chunk), chunk_cols, recompute,
+                                              dw_parts[ch], db_parts[ch], dx, fh, fw, sh, sw, pt, pl, oh, ow,
+                                              row_lo, row_hi, col_lo, col_hi, act, need_dx, fused))
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
     # Numba's shape-mismatch error path, seconds of compile for nothing.
     dw = np.zeros((K, R), dtype=x.dtype)
