@@ -36,7 +36,8 @@ def test_importing_activations_compiles_nothing():
         "import cnn_cli.kernels.activations as a, cnn_cli.kernels.conv as c;"
         "assert a.ACTIVATIONS['relu'] == 1;"
         "assert c.same_padding(28, 5, 1) == (2, 2) and c.conv_output_size(32, 5, 1, 0, 0) == 28;"
-        "assert not a.activation_forward.signatures and not c.conv2d_forward.signatures"
+        "assert not a._activation_forward.signatures and not c._conv2d_forward.signatures;"
+        "assert not a.delta_span.signatures and not c._forward_item.signatures"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -27,9 +27,10 @@ compiled code keeps running.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
 
 from .jit import prange_only
+from .parallel import c_array, call_item, native_item
 
 IDENTITY = 0
 RELU = 1
@@ -118,6 +119,7 @@ def activate_span(v, lo, hi, code):
             v[uint64(t)] = amp * np.tanh(s * v[uint64(t)])
 
 
+@native_item(lambda f: (c_array(f, 1), c_array(f, 1), c_array(f, 1), types.int64, types.int64, types.int64))
 @njit(cache=True, error_model="numpy")
 def delta_span(da, a, out, lo, hi, code):
     """out[lo:hi] = da[lo:hi] · f'(a[lo:hi]) on 1-D arrays (branch outside the loops)."""
@@ -149,36 +151,49 @@ def delta_span(da, a, out, lo, hi, code):
             out[u] = da[u]
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 1), c_array(f, 1), types.int64, types.int64, types.int64))
+@njit(cache=True, error_model="numpy")
+def _activate_chunk(src, out, lo, hi, code):
+    """out[lo:hi] = f(src[lo:hi]): one parallel item of activation_forward."""
+    for t in range(lo, hi):
+        out[uint64(t)] = src[uint64(t)]
+    activate_span(out, lo, hi, code)
+
+
 def activation_forward(z, code):
     """a = f(z) for an array of any shape; returns a new array of z's dtype and shape."""
-    check_code(code)
-    src = z.ravel()
-    n = src.size
-    out = np.empty(n, dtype=z.dtype)
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for ch in prange(nchunks):
-        lo = ch * _CHUNK
-        hi = min(lo + _CHUNK, n)
-        for t in range(lo, hi):
-            out[uint64(t)] = src[uint64(t)]
-        activate_span(out, lo, hi, code)
-    return out.reshape(z.shape)
+    z = np.ascontiguousarray(z)
+    return _activation_forward(_activate_chunk.native.address(z.dtype), z.reshape(-1), code).reshape(z.shape)
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _activation_forward(chunk_fn, src, code):
+    check_code(code)
+    n = src.size
+    out = np.empty(n, dtype=src.dtype)
+    nchunks = (n + _CHUNK - 1) // _CHUNK
+    for ch in prange(nchunks):
+        lo = np.int64(ch) * _CHUNK
+        call_item(_activate_chunk, chunk_fn, (src, out, lo, min(lo + _CHUNK, n), code))
+    return out
+
+
 def activation_backward(da, a, code):
     """dz = da · f'(a), with f' read from the output a; shape and dtype of da."""
-    check_code(code)
     if da.shape != a.shape:
         raise ValueError("activation_backward: da and a shapes differ")
-    g = da.ravel()
-    av = a.ravel()
-    n = g.size
+    da, a = np.ascontiguousarray(da), np.ascontiguousarray(a, dtype=da.dtype)
+    delta = _activation_backward(delta_span.native.address(da.dtype), da.reshape(-1), a.reshape(-1), code)
+    return delta.reshape(da.shape)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _activation_backward(delta_fn, da, a, code):
+    check_code(code)
+    n = da.size
     out = np.empty(n, dtype=da.dtype)
     nchunks = (n + _CHUNK - 1) // _CHUNK
     for ch in prange(nchunks):
-        lo = ch * _CHUNK
-        hi = min(lo + _CHUNK, n)
-        delta_span(g, av, out, lo, hi, code)
-    return out.reshape(da.shape)
+        lo = np.int64(ch) * _CHUNK
+        call_item(delta_span, delta_fn, (da, a, out, lo, min(lo + _CHUNK, n), code))
+    return out

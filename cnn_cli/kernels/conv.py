@@ -39,12 +39,16 @@ Design choices, all for speed on few cores without giving up determinism:
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
 
 # Sizes live in cnn_cli/geometry.py (plain Python, shared with config validation).
 from ..geometry import conv_output_size, same_padding  # noqa: F401  (re-exported)
 from .activations import activate_span, activation_backward, check_code
 from .jit import prange_only
+from .parallel import c_array, call_item, native_item
+
+I64 = types.int64
+IDX = c_array(I64, 1)
 
 
 # ---------------------------------------------------------------- connectivity (plain NumPy)
@@ -143,9 +147,9 @@ def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, o
 # ---------------------------------------------------------------- forward
 
 
-# Each parallel loop below calls one serial function per item: Numba then
-# compiles the loop body once, as an ordinary function, instead of inside the
-# parallel machinery (meanpool2d_backward: 2.3 -> 1.1 s of compile).
+# Each parallel loop below calls one serial function per item by address
+# (kernels/parallel.py): the item is compiled once, on its own, instead of again
+# inside each module of the parallel machinery.
 
 
 @njit(cache=True, error_model="numpy")
@@ -172,13 +176,34 @@ def _forward_map(x, w, bv, conn_ptr, conn_c, out, b, k, sh, sw, pt, pl, ilo, ihi
                             out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j * sw + c0)]
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 1), IDX, IDX, c_array(f, 4), c_array(f, 1), I64,
+                        I64, I64, I64, I64, IDX, IDX, IDX, IDX, I64))
+@njit(cache=True, error_model="numpy")
+def _forward_item(x, w, bias, conn_ptr, conn_c, out, flat, bk, sh, sw, pt, pl, ilo, ihi, jlo, jhi, act):
+    """Output map bk = b·K + k, activation included: one parallel item of conv2d_forward."""
+    K = out.shape[1]
+    plane = out.shape[2] * out.shape[3]
+    b = bk // K
+    k = bk - b * K
+    _forward_map(x, w, bias[k], conn_ptr, conn_c, out, b, k, sh, sw, pt, pl, ilo, ihi, jlo, jhi)
+    activate_span(flat, bk * plane, (bk + 1) * plane, act)
+
+
 def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     """a[b,k,i,j] = act(bias[k] + Σ_{e of k} Σ_m Σ_n w[e,m,n] · x_pad[b, conn_c[e], i·sh+m, j·sw+n]).
 
     x (B,C,H,W), w (nnz,Fh,Fw), bias (K,). x_pad has pt zero rows on top and pl
     zero columns on the left; bottom/right padding is implied by out_h/out_w.
     """
+    x, w, bias = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
+    conn_ptr = np.ascontiguousarray(conn_ptr, dtype=np.int64)
+    conn_c = np.ascontiguousarray(conn_c, dtype=np.int64)
+    return _conv2d_forward(_forward_item.native.address(x.dtype), x, w, bias, conn_ptr, conn_c,
+                           sh, sw, pt, pl, out_h, out_w, act)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _conv2d_forward(item_fn, x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     check_code(act)
     B, C, H, W = x.shape
     nnz, Fh, Fw = w.shape
@@ -188,12 +213,9 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
     jlo, jhi = _tap_ranges(Fw, out_w, W, sw, pl)
     out = np.empty((B, K, out_h, out_w), dtype=x.dtype)
     flat = out.reshape(out.size)
-    plane = out_h * out_w
     for bk in prange(B * K):
-        b = bk // K
-        _forward_map(x, w, bias[bk - b * K], conn_ptr, conn_c, out, b, bk - b * K, sh, sw, pt, pl,
-                     ilo, ihi, jlo, jhi)
-        activate_span(flat, bk * plane, (bk + 1) * plane, act)
+        call_item(_forward_item, item_fn, (x, w, bias, conn_ptr, conn_c, out, flat, np.int64(bk), sh, sw, pt, pl,
+                                           ilo, ihi, jlo, jhi, act))
     return out
 
 
@@ -242,6 +264,27 @@ def _weight_grad(delta, x, row, k, c, m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
     return s
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 3),
+                        IDX, IDX, I64, I64, I64, I64, I64, IDX, IDX, IDX, IDX))
+@njit(cache=True, error_model="numpy")
+def _param_grad_item(delta, x, brow, wrow, dbias, dw, conn_k, conn_c, it, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
+    """Item it of conv2d_backward's parameter loop: dbias[it] for it < K, else one
+    weight entry (e, m, n) with e·Fh·Fw + m·Fw + n = it − K."""
+    K = dbias.size
+    if it < K:
+        dbias[it] = _bias_grad(delta, brow[it], it)
+        return
+    Fh, Fw = dw.shape[1], dw.shape[2]
+    taps = Fh * Fw
+    t = it - K
+    e = t // taps
+    m = (t - e * taps) // Fw
+    n = t - e * taps - m * Fw
+    dw[e, m, n] = _weight_grad(delta, x, wrow[t], conn_k[e], conn_c[e], m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi)
+
+
+@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 4), I64, I64, IDX, IDX, IDX, I64, I64, I64, I64,
+                        IDX, IDX, IDX, IDX))
 @njit(cache=True, error_model="numpy")
 def _input_grad_plane(delta, w, dx, b, c, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
     """dx[b, c]: every connection reading c scatters w·δ back through its windows,
@@ -268,7 +311,6 @@ def _input_grad_plane(delta, w, dx, b, c, tconn_ptr, tconn_e, conn_k, sh, sw, pt
                             dx[b, c, r, uint64(j * sw + c0)] += wv * delta[b, k, i, uint64(j)]
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     """Gradients of conv2d_forward given da = ∂L/∂a and the forward output a.
 
@@ -281,15 +323,25 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
                   window (the dilated full correlation of SPEC §3), cropped to
                   the unpadded input; pixels in no window get 0.
     """
-    check_code(act)
+    if a.shape != da.shape:
+        raise ValueError("conv2d_backward: da, a and x shapes disagree")
+    delta = activation_backward(da, a, act)  # δ = da · f'(a)
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    conn = tuple(np.ascontiguousarray(v, dtype=np.int64) for v in conn)
+    return _conv2d_backward(_param_grad_item.native.address(x.dtype), _input_grad_plane.native.address(x.dtype),
+                            delta, x, w, conn, sh, sw, pt, pl, need_dx)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _conv2d_backward(param_fn, input_fn, delta, x, w, conn, sh, sw, pt, pl, need_dx):
     conn_ptr, conn_c, conn_k, tconn_ptr, tconn_e = conn
-    B, K, oh, ow = da.shape
+    B, K, oh, ow = delta.shape
     C = x.shape[1]
     H = x.shape[2]
     W = x.shape[3]
     nnz, Fh, Fw = w.shape
     _check_conv(C, K, nnz, conn_ptr, conn_c, K, sh, sw, pt, pl, oh, ow)
-    if a.shape != da.shape or x.shape[0] != B:
+    if x.shape[0] != B:
         raise ValueError("conv2d_backward: da, a and x shapes disagree")
     if conn_k.size != nnz or tconn_ptr.size != C + 1 or tconn_e.size != nnz:
         raise ValueError("conv2d_backward: connection arrays do not match the weight count")
@@ -297,24 +349,16 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     jlo, jhi = _tap_ranges(Fw, ow, W, sw, pl)
     dt = x.dtype
 
-    delta = activation_backward(da, a, act)  # δ = da · f'(a)
-
-    # dbias: one output map per item; column-wise partial sums in a scratch row
+    # dbias (one output map per item) and dw (one weight entry (e, m, n) per
+    # item) in one parallel loop: column-wise partial sums in a scratch row
     # (vectorised over j, fixed order over b and i), then one sequential sum.
     dbias = np.empty(K, dtype=dt)
     brow = np.empty((K, ow), dtype=dt)
-    for k in prange(K):
-        dbias[k] = _bias_grad(delta, brow[k], k)
-
-    # dw: one weight entry (e, m, n) per item, same scratch-row scheme.
-    taps = Fh * Fw
     dw = np.empty((nnz, Fh, Fw), dtype=dt)
-    wrow = np.empty((nnz * taps, ow), dtype=dt)
-    for it in prange(nnz * taps):
-        e = it // taps
-        m = (it - e * taps) // Fw
-        n = it - e * taps - m * Fw
-        dw[e, m, n] = _weight_grad(delta, x, wrow[it], conn_k[e], conn_c[e], m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi)
+    wrow = np.empty((nnz * Fh * Fw, ow), dtype=dt)
+    for it in prange(K + nnz * Fh * Fw):
+        call_item(_param_grad_item, param_fn, (delta, x, brow, wrow, dbias, dw, conn_k, conn_c, np.int64(it),
+                                               sh, sw, pt, pl, ilo, ihi, jlo, jhi))
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dw, dbias
@@ -323,7 +367,7 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     # w·δ back through its windows. Overlapping windows add up in a fixed order.
     dx = np.empty((B, C, H, W), dtype=dt)
     for bc in prange(B * C):
-        b = bc // C
-        _input_grad_plane(delta, w, dx, b, bc - b * C, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl,
-                          ilo, ihi, jlo, jhi)
+        b = np.int64(bc) // C
+        call_item(_input_grad_plane, input_fn, (delta, w, dx, b, np.int64(bc) - b * C, tconn_ptr, tconn_e, conn_k,
+                                                sh, sw, pt, pl, ilo, ihi, jlo, jhi))
     return dx, dw, dbias

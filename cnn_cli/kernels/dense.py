@@ -10,11 +10,12 @@ products before; BLAS is 2-3× faster on fc1 of LeNet-5 (400×120) at batch 64.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .blas import use_single_threaded_blas
 from .jit import prange_only
+from .parallel import c_array, call_item, native_item
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -38,33 +39,58 @@ def _block_count(B):
     return max(1, min(MAX_BLOCKS, B // ROWS_PER_BLOCK))
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 2), types.int64, types.int64,
+                        types.int64))
+@njit(cache=True, error_model="numpy")
+def _dense_forward_block(x, w, bias, out, blocks, i, act):
+    """One parallel item of dense_forward: rows of block i."""
+    B, U = out.shape
+    lo, hi = _row_block(B, blocks, i)
+    rows = out[lo:hi]
+    np.dot(x[lo:hi], w, rows)
+    for b in range(hi - lo):
+        row = rows[b]
+        for u in range(U):
+            row[uint64(u)] += bias[uint64(u)]
+        activate_span(row, 0, U, act)
+
+
 def dense_forward(x, w, bias, act):
     """a = act(x·w + bias) with x (B,D), w (D,U), bias (U,) → (B,U).
 
     Per row block: one BLAS product (np.dot, single-threaded: see blas.py), then
     bias and activation while the block is in cache."""
+    x, w, bias = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
+    return _dense_forward(_dense_forward_block.native.address(x.dtype), x, w, bias, act)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _dense_forward(block_fn, x, w, bias, act):
     check_code(act)
     B, D = x.shape
     if w.shape[0] != D or bias.size != w.shape[1]:
         raise ValueError("dense_forward: x, w and bias shapes disagree")
-    U = w.shape[1]
-    xc = np.ascontiguousarray(x)
-    out = np.empty((B, U), dtype=x.dtype)
+    out = np.empty((B, w.shape[1]), dtype=x.dtype)
     blocks = _block_count(B)
     for i in prange(blocks):
-        lo, hi = _row_block(B, blocks, i)
-        rows = out[lo:hi]
-        np.dot(xc[lo:hi], w, rows)
-        for b in range(hi - lo):
-            row = rows[b]
-            for u in range(U):
-                row[uint64(u)] += bias[uint64(u)]
-            activate_span(row, 0, U, act)
+        call_item(_dense_forward_block, block_fn, (x, w, bias, out, blocks, np.int64(i), act))
     return out
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2),
+                        c_array(f, 2), types.int64, types.int64, types.int64, types.boolean))
+@njit(cache=True, error_model="numpy")
+def _dense_backward_block(da, a, x, w, delta, dw_part, dx, blocks, i, act, need_dx):
+    """One parallel item of dense_backward: δ, dx and a partial dw for the rows of block i."""
+    B, U = da.shape
+    lo, hi = _row_block(B, blocks, i)
+    for b in range(lo, hi):
+        delta_span(da[b], a[b], delta[b], 0, U, act)
+    np.dot(x[lo:hi].T, delta[lo:hi], dw_part)
+    if need_dx:
+        np.dot(delta[lo:hi], w.T, dx[lo:hi])
+
+
 def dense_backward(da, a, x, w, act, need_dx):
     """Returns (dx (B,D), dw (D,U), dbias (U,)) given da = ∂L/∂a and the output a.
 
@@ -73,26 +99,25 @@ def dense_backward(da, a, x, w, act, need_dx):
     so the sums are fixed. dx is a (0,0) array when need_dx is False, and that
     work is skipped.
     """
+    da, a, x, w = (np.ascontiguousarray(v) for v in (da, a, x, w))
+    return _dense_backward(_dense_backward_block.native.address(x.dtype), da, a, x, w, act, need_dx)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _dense_backward(block_fn, da, a, x, w, act, need_dx):
     check_code(act)
     B, U = da.shape
     D = x.shape[1]
     if a.shape != da.shape or x.shape[0] != B or w.shape[0] != D or w.shape[1] != U:
         raise ValueError("dense_backward: da, a, x and w shapes disagree")
     dt = x.dtype
-    dac = np.ascontiguousarray(da)
-    ac = np.ascontiguousarray(a)
-    xc = np.ascontiguousarray(x)
     delta = np.empty((B, U), dtype=dt)
     blocks = _block_count(B)
     dw_parts = np.empty((blocks, D, U), dtype=dt)
     dx = np.empty((B if need_dx else 0, D if need_dx else 0), dtype=dt)
     for i in prange(blocks):
-        lo, hi = _row_block(B, blocks, i)
-        for b in range(lo, hi):
-            delta_span(dac[b], ac[b], delta[b], 0, U, act)
-        np.dot(xc[lo:hi].T, delta[lo:hi], dw_parts[i])
-        if need_dx:
-            np.dot(delta[lo:hi], w.T, dx[lo:hi])
+        call_item(_dense_backward_block, block_fn, (da, a, x, w, delta, dw_parts[i], dx, blocks, np.int64(i), act,
+                                                    need_dx))
     dbias = np.zeros(U, dtype=dt)
     for b in range(B):
         row = delta[b]
@@ -115,39 +140,62 @@ def dense_backward(da, a, x, w, act, need_dx):
 # ---------------------------------------------------------------- RBF output (LeNet-5)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def rbf_forward(x, centres):
-    """y[b,u] = Σ_d (x[b,d] − centres[u,d])²: squared distance to each class's fixed centre."""
-    B, D = x.shape
-    U = centres.shape[0]
-    if centres.shape[1] != D:
-        raise ValueError("rbf_forward: centres must be (units, inputs)")
-    y = np.empty((B, U), dtype=x.dtype)
-    for it in prange(B * U):
-        b = it // U
-        u = it - b * U
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), types.int64))
+@njit(cache=True, error_model="numpy")
+def _rbf_row(x, centres, y, b):
+    """y[b,u] for every unit u: one parallel item of rbf_forward."""
+    for u in range(centres.shape[0]):
         s = x.dtype.type(0)
-        for d in range(D):
+        for d in range(x.shape[1]):
             t = x[b, uint64(d)] - centres[u, uint64(d)]
             s += t * t
         y[b, u] = s
-    return y
+
+
+def rbf_forward(x, centres):
+    """y[b,u] = Σ_d (x[b,d] − centres[u,d])²: squared distance to each class's fixed centre."""
+    x, centres = np.ascontiguousarray(x), np.ascontiguousarray(centres)
+    return _rbf_forward(_rbf_row.native.address(x.dtype), x, centres)
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _rbf_forward(row_fn, x, centres):
+    B, D = x.shape
+    if centres.shape[1] != D:
+        raise ValueError("rbf_forward: centres must be (units, inputs)")
+    y = np.empty((B, centres.shape[0]), dtype=x.dtype)
+    for b in prange(B):
+        call_item(_rbf_row, row_fn, (x, centres, y, np.int64(b)))
+    return y
+
+
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), types.int64))
+@njit(cache=True, error_model="numpy")
+def _rbf_backward_row(dy, x, centres, dx, b):
+    """dx[b] for one row: one parallel item of rbf_backward."""
+    D = x.shape[1]
+    two = x.dtype.type(2)
+    for d in range(D):
+        dx[b, uint64(d)] = 0
+    for u in range(centres.shape[0]):
+        g = two * dy[b, u]
+        for d in range(D):
+            dx[b, uint64(d)] += g * (x[b, uint64(d)] - centres[u, uint64(d)])
+
+
 def rbf_backward(dy, x, centres):
     """dx[b,d] = Σ_u dy[b,u] · 2(x[b,d] − centres[u,d]) (the centres are fixed: no other gradient)."""
+    dy, x, centres = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(centres)
+    return _rbf_backward(_rbf_backward_row.native.address(x.dtype), dy, x, centres)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _rbf_backward(row_fn, dy, x, centres):
     B, D = x.shape
     U = centres.shape[0]
     if centres.shape[1] != D or dy.shape[0] != B or dy.shape[1] != U:
         raise ValueError("rbf_backward: dy, x and centres shapes disagree")
     dx = np.empty((B, D), dtype=x.dtype)
-    two = x.dtype.type(2)
     for b in prange(B):
-        for d in range(D):
-            dx[b, uint64(d)] = 0
-        for u in range(U):
-            g = two * dy[b, u]
-            for d in range(D):
-                dx[b, uint64(d)] += g * (x[b, uint64(d)] - centres[u, uint64(d)])
+        call_item(_rbf_backward_row, row_fn, (dy, x, centres, dx, np.int64(b)))
     return dx

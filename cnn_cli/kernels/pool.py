@@ -20,10 +20,13 @@ in row-major order with a strict `>` keeps the FIRST maximum on ties.
 """
 
 import numpy as np
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
 
 from .activations import activate_span, activation_backward, check_code
 from .jit import prange_only
+from .parallel import c_array, call_item, native_item
+
+I64 = types.int64
 
 
 @njit(cache=True, error_model="numpy")
@@ -150,51 +153,74 @@ def _maxpool_plane(xp, op, ap, ph, pw, sh, sw):
                     ap[i, uint64(j)] = r * W + j * sw + n if take else ap[i, uint64(j)]
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(I64, 4), I64, I64, I64, I64, I64))
+@njit(cache=True, error_model="numpy")
+def _maxpool_item(x, out, arg, bc, ph, pw, sh, sw):
+    """Plane bc = b·C + c: one parallel item of maxpool2d_forward."""
+    C, W = x.shape[1], x.shape[3]
+    b = bc // C
+    c = bc - b * C
+    if ph == 2 and pw == 2 and sh == 2 and sw == 2:
+        _maxpool_2x2_plane(x[b, c], out[b, c], arg[b, c], W)
+    else:
+        _maxpool_plane(x[b, c], out[b, c], arg[b, c], ph, pw, sh, sw)
+
+
 def maxpool2d_forward(x, ph, pw, sh, sw):
     """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
     window in row-major scan order (int64), used by backward to route δ."""
+    x = np.ascontiguousarray(x)
+    return _maxpool2d_forward(_maxpool_item.native.address(x.dtype), x, ph, pw, sh, sw)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _maxpool2d_forward(item_fn, x, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     arg = np.empty((B, C, oh, ow), dtype=np.int64)
-    if ph == 2 and pw == 2 and sh == 2 and sw == 2:
-        for bc in prange(B * C):
-            b = bc // C
-            c = bc - b * C
-            _maxpool_2x2_plane(x[b, c], out[b, c], arg[b, c], W)
-        return out, arg
     for bc in prange(B * C):
-        b = bc // C
-        c = bc - b * C
-        _maxpool_plane(x[b, c], out[b, c], arg[b, c], ph, pw, sh, sw)
+        call_item(_maxpool_item, item_fn, (x, out, arg, np.int64(bc), ph, pw, sh, sw))
     return out, arg
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 4), c_array(I64, 4), c_array(f, 3), c_array(types.boolean, 1), I64))
+@njit(cache=True, error_model="numpy")
+def _maxpool_backward_plane(dout, argmax, dflat, bad, bc):
+    """Plane bc = b·C + c of dx (flattened): one parallel item of maxpool2d_backward."""
+    C, oh, ow = dout.shape[1], dout.shape[2], dout.shape[3]
+    HW = dflat.shape[2]
+    b = bc // C
+    c = bc - b * C
+    for q in range(HW):
+        dflat[b, c, uint64(q)] = 0
+    for i in range(oh):
+        for j in range(ow):
+            idx = argmax[b, c, i, j]
+            if idx < 0 or idx >= HW:
+                bad[bc] = True  # never write outside the plane
+            else:
+                dflat[b, c, idx] += dout[b, c, i, j]
+
+
 def maxpool2d_backward(dout, argmax, H, W):
     """dx (B,C,H,W): each δ goes to its window's recorded argmax only; with
     overlapping windows a pixel that is the maximum of several windows gets
     the sum of their δ."""
+    dout, argmax = np.ascontiguousarray(dout), np.ascontiguousarray(argmax)
+    return _maxpool2d_backward(_maxpool_backward_plane.native.address(dout.dtype), dout, argmax, H, W)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _maxpool2d_backward(item_fn, dout, argmax, H, W):
     B, C, oh, ow = dout.shape
     if argmax.shape != dout.shape:
         raise ValueError("maxpool2d_backward: argmax and dout shapes differ")
-    HW = H * W
     dx = np.empty((B, C, H, W), dtype=dout.dtype)
-    dflat = dx.reshape(B, C, HW)
+    dflat = dx.reshape(B, C, H * W)
     bad = np.zeros(B * C, dtype=np.bool_)
     for bc in prange(B * C):
-        b = bc // C
-        c = bc - b * C
-        for q in range(HW):
-            dflat[b, c, uint64(q)] = 0
-        for i in range(oh):
-            for j in range(ow):
-                idx = argmax[b, c, i, j]
-                if idx < 0 or idx >= HW:
-                    bad[bc] = True  # never write outside the plane
-                else:
-                    dflat[b, c, idx] += dout[b, c, i, j]
+        call_item(_maxpool_backward_plane, item_fn, (dout, argmax, dflat, bad, np.int64(bc)))
     for bc in range(B * C):
         if bad[bc]:
             raise ValueError("maxpool2d_backward: argmax index outside the input map")
@@ -204,6 +230,7 @@ def maxpool2d_backward(dout, argmax, H, W):
 # ---------------------------------------------------------------- mean
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, I64, I64, I64, I64, f))
 @njit(cache=True, error_model="numpy")
 def _mean_plane(x, out, b, c, ph, pw, sh, sw, oh, ow, area):
     _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
@@ -212,19 +239,25 @@ def _mean_plane(x, out, b, c, ph, pw, sh, sw, oh, ow, area):
             out[b, c, i, uint64(j)] /= area
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def meanpool2d_forward(x, ph, pw, sh, sw):
     """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
+    x = np.ascontiguousarray(x)
+    return _meanpool2d_forward(_mean_plane.native.address(x.dtype), x, ph, pw, sh, sw)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _meanpool2d_forward(plane_fn, x, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     area = x.dtype.type(ph * pw)
     for bc in prange(B * C):
-        b = bc // C
-        _mean_plane(x, out, b, bc - b * C, ph, pw, sh, sw, oh, ow, area)
+        b = np.int64(bc) // C
+        call_item(_mean_plane, plane_fn, (x, out, b, np.int64(bc) - b * C, ph, pw, sh, sw, oh, ow, area))
     return out
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, I64, I64, I64, I64, f))
 @njit(cache=True, error_model="numpy")
 def _mean_backward_plane(dout, dx, b, c, H, W, ph, pw, sh, sw, area):
     oh, ow = dout.shape[2], dout.shape[3]
@@ -241,22 +274,28 @@ def _mean_backward_plane(dout, dx, b, c, H, W, ph, pw, sh, sw, area):
                         dx[b, c, r, uint64(j * sw + n)] += dout[b, c, i, uint64(j)] / area
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
     """δ/(ph·pw) to every position of each window; overlaps add up."""
+    dout = np.ascontiguousarray(dout)
+    return _meanpool2d_backward(_mean_backward_plane.native.address(dout.dtype), dout, H, W, ph, pw, sh, sw)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _meanpool2d_backward(plane_fn, dout, H, W, ph, pw, sh, sw):
     B, C, oh, ow = dout.shape
     _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
     dx = np.empty((B, C, H, W), dtype=dout.dtype)
     area = dout.dtype.type(ph * pw)
     for bc in prange(B * C):
-        b = bc // C
-        _mean_backward_plane(dout, dx, b, bc - b * C, H, W, ph, pw, sh, sw, area)
+        b = np.int64(bc) // C
+        call_item(_mean_backward_plane, plane_fn, (dout, dx, b, np.int64(bc) - b * C, H, W, ph, pw, sh, sw, area))
     return dx
 
 
 # ---------------------------------------------------------------- L_p norm
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, f, f, I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
 def _lp_plane(x, out, b, c, P, invp, ph, pw, sh, sw):
     T = x.dtype.type
@@ -285,13 +324,18 @@ def _lp_plane(x, out, b, c, P, invp, ph, pw, sh, sw):
                 out[b, c, i, uint64(j)] = out[b, c, i, uint64(j)] ** invp
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def lppool2d_forward(x, p, ph, pw, sh, sw):
     """out = (Σ_window |x|^p)^(1/p), p ≥ 1 (p = 1: sum of |x|; p → ∞: max |x|).
 
     p = 1 and p = 2 avoid pow(). Equals torch.nn.functional.lp_pool2d for p = 2
     and for x ≥ 0 (PyTorch raises x to p without abs()).
     """
+    x = np.ascontiguousarray(x)
+    return _lppool2d_forward(_lp_plane.native.address(x.dtype), x, float(p), ph, pw, sh, sw)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _lppool2d_forward(plane_fn, x, p, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     T = x.dtype.type
@@ -301,11 +345,13 @@ def lppool2d_forward(x, p, ph, pw, sh, sw):
     invp = T(1) / P
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     for bc in prange(B * C):
-        b = bc // C
-        _lp_plane(x, out, b, bc - b * C, P, invp, ph, pw, sh, sw)
+        b = np.int64(bc) // C
+        call_item(_lp_plane, plane_fn, (x, out, b, np.int64(bc) - b * C, P, invp, ph, pw, sh, sw))
     return out
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), I64, I64, f, f,
+                        I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
 def _lp_backward_plane(dout, x, out, coef, dx, b, c, P, pm1, ph, pw, sh, sw):
     T = x.dtype.type
@@ -343,11 +389,16 @@ def _lp_backward_plane(dout, x, out, coef, dx, b, c, P, pm1, ph, pw, sh, sw):
                         dx[b, c, r, q] += coef[b, c, i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
 def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
     """∂out/∂x = sign(x)·(|x|/out)^(p−1) for each window x belongs to; 0 where out == 0
     (the norm is not differentiable there; 0 is the subgradient that keeps
     training finite)."""
+    dout, x, out = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(out)
+    return _lppool2d_backward(_lp_backward_plane.native.address(x.dtype), dout, x, out, float(p), ph, pw, sh, sw)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _lppool2d_backward(plane_fn, dout, x, out, p, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     if dout.shape != out.shape or out.shape[0] != B or out.shape[1] != C or out.shape[2] != oh or out.shape[3] != ow:
@@ -362,8 +413,8 @@ def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
     coef = np.empty((B, C, oh, ow), dtype=x.dtype)
     dx = np.empty((B, C, H, W), dtype=x.dtype)
     for bc in prange(B * C):
-        b = bc // C
-        _lp_backward_plane(dout, x, out, coef, dx, b, bc - b * C, P, pm1, ph, pw, sh, sw)
+        b = np.int64(bc) // C
+        call_item(_lp_backward_plane, plane_fn, (dout, x, out, coef, dx, b, np.int64(bc) - b * C, P, pm1, ph, pw, sh, sw))
     return dx
 
 
@@ -380,12 +431,30 @@ def _subsample_plane(x, sums, a, b, c, bt, bs, ph, pw, sh, sw):
             a[b, c, i, uint64(j)] = bt * sums[b, c, i, uint64(j)] + bs
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 4), c_array(f, 1), c_array(f, 1), c_array(f, 4), c_array(f, 4), c_array(f, 1),
+                        I64, I64, I64, I64, I64, I64))
+@njit(cache=True, error_model="numpy")
+def _subsample_item(x, beta, bias, sums, a, flat, bc, ph, pw, sh, sw, act):
+    """Plane bc = b·C + c: one parallel item of subsample_forward."""
+    C = x.shape[1]
+    b = bc // C
+    c = bc - b * C
+    plane = a.shape[2] * a.shape[3]
+    _subsample_plane(x, sums, a, b, c, beta[c], bias[c], ph, pw, sh, sw)
+    activate_span(flat, bc * plane, (bc + 1) * plane, act)
+
+
 def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     """a[b,c,i,j] = act(β[c]·Σ_window x + bias[c]) (LeNet-5's S2/S4, 2 parameters per map).
 
     Returns (a, sums); the window sums are ∂z/∂β, which backward needs.
     """
+    x, beta, bias = np.ascontiguousarray(x), np.ascontiguousarray(beta), np.ascontiguousarray(bias)
+    return _subsample_forward(_subsample_item.native.address(x.dtype), x, beta, bias, ph, pw, sh, sw, act)
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _subsample_forward(item_fn, x, beta, bias, ph, pw, sh, sw, act):
     check_code(act)
     B, C, H, W = x.shape
     if beta.size != C or bias.size != C:
@@ -394,15 +463,12 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     sums = np.empty((B, C, oh, ow), dtype=x.dtype)
     a = np.empty((B, C, oh, ow), dtype=x.dtype)
     flat = a.reshape(a.size)
-    plane = oh * ow
     for bc in prange(B * C):
-        b = bc // C
-        c = bc - b * C
-        _subsample_plane(x, sums, a, b, c, beta[c], bias[c], ph, pw, sh, sw)
-        activate_span(flat, bc * plane, (bc + 1) * plane, act)
+        call_item(_subsample_item, item_fn, (x, beta, bias, sums, a, flat, np.int64(bc), ph, pw, sh, sw, act))
     return a, sums
 
 
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), c_array(f, 1), I64, c_array(f, 1), c_array(f, 1)))
 @njit(cache=True, error_model="numpy")
 def _subsample_param_grads(delta, sums, rb, rs, c, dbeta, dbias):
     """dβ[c] = Σ δ·sums and dbias[c] = Σ δ over batch and positions: per output
@@ -426,7 +492,17 @@ def _subsample_param_grads(delta, sums, rb, rs, c, dbeta, dbias):
     dbias[c] = ss
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), I64, I64, I64, I64, I64))
+@njit(cache=True, error_model="numpy")
+def _subsample_input_grad_plane(delta, dx, beta, bc, ph, pw, sh, sw):
+    """Plane bc = b·C + c of dx: one parallel item of subsample_backward."""
+    C, oh, ow = delta.shape[1], delta.shape[2], delta.shape[3]
+    b = bc // C
+    c = bc - b * C
+    _zero_plane(dx, b, c, dx.shape[2], dx.shape[3])
+    _scatter_windows(delta, dx, b, c, beta[c], ph, pw, sh, sw, oh, ow)
+
+
 def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
     """Returns (dx, dβ, dbias); dx is (0,0,0,0) when need_dx is False.
 
@@ -434,27 +510,30 @@ def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
     positions, accumulated per output column then summed in a fixed order),
     dx = β[c]·δ scattered to every position of each window.
     """
-    check_code(act)
-    B, C, oh, ow = da.shape
-    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
-    if a.shape != da.shape or sums.shape != da.shape or beta.size != C:
+    if a.shape != da.shape or sums.shape != da.shape or beta.size != da.shape[1]:
         raise ValueError("subsample_backward: da, a, sums and beta shapes disagree")
-    dt = da.dtype
     delta = activation_backward(da, a, act)  # δ = da · f'(a)
+    sums, beta = np.ascontiguousarray(sums), np.ascontiguousarray(beta)
+    return _subsample_backward(_subsample_param_grads.native.address(delta.dtype),
+                               _subsample_input_grad_plane.native.address(delta.dtype),
+                               delta, sums, beta, H, W, ph, pw, sh, sw, need_dx)
 
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _subsample_backward(param_fn, input_fn, delta, sums, beta, H, W, ph, pw, sh, sw, need_dx):
+    B, C, oh, ow = delta.shape
+    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
+    dt = delta.dtype
     dbeta = np.empty(C, dtype=dt)
     dbias = np.empty(C, dtype=dt)
     rb = np.empty((C, ow), dtype=dt)
     rs = np.empty((C, ow), dtype=dt)
     for c in prange(C):
-        _subsample_param_grads(delta, sums, rb[c], rs[c], c, dbeta, dbias)
+        call_item(_subsample_param_grads, param_fn, (delta, sums, rb[c], rs[c], np.int64(c), dbeta, dbias))
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dbeta, dbias
     dx = np.empty((B, C, H, W), dtype=dt)
     for bc in prange(B * C):
-        b = bc // C
-        c = bc - b * C
-        _zero_plane(dx, b, c, H, W)
-        _scatter_windows(delta, dx, b, c, beta[c], ph, pw, sh, sw, oh, ow)
+        call_item(_subsample_input_grad_plane, input_fn, (delta, dx, beta, np.int64(bc), ph, pw, sh, sw))
     return dx, dbeta, dbias
