@@ -27,10 +27,9 @@ compiled code keeps running.
 """
 
 import numpy as np
-from numba import njit, prange, types, uint64
+from numba import njit, types, uint64
 
-from .jit import prange_only
-from .parallel import c_array, call_item, native_item
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 IDENTITY = 0
 RELU = 1
@@ -119,7 +118,6 @@ def activate_span(v, lo, hi, code):
             v[uint64(t)] = amp * np.tanh(s * v[uint64(t)])
 
 
-@native_item(lambda f: (c_array(f, 1), c_array(f, 1), c_array(f, 1), types.int64, types.int64, types.int64))
 @njit(cache=True, error_model="numpy")
 def delta_span(da, a, out, lo, hi, code):
     """out[lo:hi] = da[lo:hi] · f'(a[lo:hi]) on 1-D arrays (branch outside the loops)."""
@@ -151,10 +149,13 @@ def delta_span(da, a, out, lo, hi, code):
             out[u] = da[u]
 
 
-@native_item(lambda f: (c_array(f, 1), c_array(f, 1), types.int64, types.int64, types.int64))
+@native_item(lambda f: (c_array(f, 1), c_array(f, 1), types.int64))
 @njit(cache=True, error_model="numpy")
-def _activate_chunk(src, out, lo, hi, code):
-    """out[lo:hi] = f(src[lo:hi]): one parallel item of activation_forward."""
+def _activate_chunk(ch, context):
+    """Elements [ch·_CHUNK, (ch+1)·_CHUNK) of out = f(src): one parallel item of activation_forward."""
+    src, out, code = item_args(context)
+    lo = ch * _CHUNK
+    hi = min(lo + _CHUNK, src.size)
     for t in range(lo, hi):
         out[uint64(t)] = src[uint64(t)]
     activate_span(out, lo, hi, code)
@@ -163,19 +164,25 @@ def _activate_chunk(src, out, lo, hi, code):
 def activation_forward(z, code):
     """a = f(z) for an array of any shape; returns a new array of z's dtype and shape."""
     z = np.ascontiguousarray(z)
-    return _activation_forward(_activate_chunk.native.address(z.dtype), z.reshape(-1), code).reshape(z.shape)
+    out = _activation_forward(launch_address(), _activate_chunk.native.address(z.dtype), z.reshape(-1), code)
+    return out.reshape(z.shape)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _activation_forward(chunk_fn, src, code):
+@njit(cache=True, error_model="numpy")
+def _activation_forward(launch, chunk_fn, src, code):
     check_code(code)
-    n = src.size
-    out = np.empty(n, dtype=src.dtype)
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for ch in prange(nchunks):
-        lo = np.int64(ch) * _CHUNK
-        call_item(_activate_chunk, chunk_fn, (src, out, lo, min(lo + _CHUNK, n), code))
+    out = np.empty(src.size, dtype=src.dtype)
+    parallel_for(_activate_chunk, launch, chunk_fn, (src.size + _CHUNK - 1) // _CHUNK, (src, out, code))
     return out
+
+
+@native_item(lambda f: (c_array(f, 1), c_array(f, 1), c_array(f, 1), types.int64))
+@njit(cache=True, error_model="numpy")
+def _delta_chunk(ch, context):
+    """Elements [ch·_CHUNK, (ch+1)·_CHUNK) of out = da·f'(a): one parallel item of activation_backward."""
+    da, a, out, code = item_args(context)
+    lo = ch * _CHUNK
+    delta_span(da, a, out, lo, min(lo + _CHUNK, da.size), code)
 
 
 def activation_backward(da, a, code):
@@ -183,17 +190,14 @@ def activation_backward(da, a, code):
     if da.shape != a.shape:
         raise ValueError("activation_backward: da and a shapes differ")
     da, a = np.ascontiguousarray(da), np.ascontiguousarray(a, dtype=da.dtype)
-    delta = _activation_backward(delta_span.native.address(da.dtype), da.reshape(-1), a.reshape(-1), code)
+    delta = _activation_backward(launch_address(), _delta_chunk.native.address(da.dtype), da.reshape(-1),
+                                 a.reshape(-1), code)
     return delta.reshape(da.shape)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _activation_backward(delta_fn, da, a, code):
+@njit(cache=True, error_model="numpy")
+def _activation_backward(launch, chunk_fn, da, a, code):
     check_code(code)
-    n = da.size
-    out = np.empty(n, dtype=da.dtype)
-    nchunks = (n + _CHUNK - 1) // _CHUNK
-    for ch in prange(nchunks):
-        lo = np.int64(ch) * _CHUNK
-        call_item(delta_span, delta_fn, (da, a, out, lo, min(lo + _CHUNK, n), code))
+    out = np.empty(da.size, dtype=da.dtype)
+    parallel_for(_delta_chunk, launch, chunk_fn, (da.size + _CHUNK - 1) // _CHUNK, (da, a, out, code))
     return out

@@ -39,13 +39,12 @@ Design choices, all for speed on few cores without giving up determinism:
 """
 
 import numpy as np
-from numba import njit, prange, types, uint64
+from numba import njit, types, uint64
 
 # Sizes live in cnn_cli/geometry.py (plain Python, shared with config validation).
 from ..geometry import conv_output_size, same_padding  # noqa: F401  (re-exported)
 from .activations import activate_span, activation_backward, check_code
-from .jit import prange_only
-from .parallel import c_array, call_item, native_item
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 I64 = types.int64
 IDX = c_array(I64, 1)
@@ -147,9 +146,9 @@ def _check_conv(C, K, nnz, conn_ptr, conn_c, bias_size, sh, sw, pt, pl, out_h, o
 # ---------------------------------------------------------------- forward
 
 
-# Each parallel loop below calls one serial function per item by address
-# (kernels/parallel.py): the item is compiled once, on its own, instead of again
-# inside each module of the parallel machinery.
+# Each parallel loop below runs one serial item function per index through
+# the shared parallel loop of kernels/parallel.py: items compile once, on their
+# own, and the kernels around them are serial functions.
 
 
 @njit(cache=True, error_model="numpy")
@@ -176,11 +175,12 @@ def _forward_map(x, w, bv, conn_ptr, conn_c, out, b, k, sh, sw, pt, pl, ilo, ihi
                             out[b, k, i, uint64(j)] += wv * x[b, c, r, uint64(j * sw + c0)]
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 1), IDX, IDX, c_array(f, 4), c_array(f, 1), I64,
+@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 1), IDX, IDX, c_array(f, 4), c_array(f, 1),
                         I64, I64, I64, I64, IDX, IDX, IDX, IDX, I64))
 @njit(cache=True, error_model="numpy")
-def _forward_item(x, w, bias, conn_ptr, conn_c, out, flat, bk, sh, sw, pt, pl, ilo, ihi, jlo, jhi, act):
+def _forward_item(bk, context):
     """Output map bk = b·K + k, activation included: one parallel item of conv2d_forward."""
+    x, w, bias, conn_ptr, conn_c, out, flat, sh, sw, pt, pl, ilo, ihi, jlo, jhi, act = item_args(context)
     K = out.shape[1]
     plane = out.shape[2] * out.shape[3]
     b = bk // K
@@ -198,12 +198,12 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
     x, w, bias = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
     conn_ptr = np.ascontiguousarray(conn_ptr, dtype=np.int64)
     conn_c = np.ascontiguousarray(conn_c, dtype=np.int64)
-    return _conv2d_forward(_forward_item.native.address(x.dtype), x, w, bias, conn_ptr, conn_c,
+    return _conv2d_forward(launch_address(), _forward_item.native.address(x.dtype), x, w, bias, conn_ptr, conn_c,
                            sh, sw, pt, pl, out_h, out_w, act)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _conv2d_forward(item_fn, x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
+@njit(cache=True, error_model="numpy")
+def _conv2d_forward(launch, item_fn, x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     check_code(act)
     B, C, H, W = x.shape
     nnz, Fh, Fw = w.shape
@@ -213,9 +213,8 @@ def _conv2d_forward(item_fn, x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h
     jlo, jhi = _tap_ranges(Fw, out_w, W, sw, pl)
     out = np.empty((B, K, out_h, out_w), dtype=x.dtype)
     flat = out.reshape(out.size)
-    for bk in prange(B * K):
-        call_item(_forward_item, item_fn, (x, w, bias, conn_ptr, conn_c, out, flat, np.int64(bk), sh, sw, pt, pl,
-                                           ilo, ihi, jlo, jhi, act))
+    parallel_for(_forward_item, launch, item_fn, B * K, (x, w, bias, conn_ptr, conn_c, out, flat, sh, sw, pt, pl,
+                                                         ilo, ihi, jlo, jhi, act))
     return out
 
 
@@ -265,11 +264,12 @@ def _weight_grad(delta, x, row, k, c, m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
 
 
 @native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 3),
-                        IDX, IDX, I64, I64, I64, I64, I64, IDX, IDX, IDX, IDX))
+                        IDX, IDX, I64, I64, I64, I64, IDX, IDX, IDX, IDX))
 @njit(cache=True, error_model="numpy")
-def _param_grad_item(delta, x, brow, wrow, dbias, dw, conn_k, conn_c, it, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
+def _param_grad_item(it, context):
     """Item it of conv2d_backward's parameter loop: dbias[it] for it < K, else one
     weight entry (e, m, n) with e·Fh·Fw + m·Fw + n = it − K."""
+    delta, x, brow, wrow, dbias, dw, conn_k, conn_c, sh, sw, pt, pl, ilo, ihi, jlo, jhi = item_args(context)
     K = dbias.size
     if it < K:
         dbias[it] = _bias_grad(delta, brow[it], it)
@@ -283,12 +283,16 @@ def _param_grad_item(delta, x, brow, wrow, dbias, dw, conn_k, conn_c, it, sh, sw
     dw[e, m, n] = _weight_grad(delta, x, wrow[t], conn_k[e], conn_c[e], m, n, sh, sw, pt, pl, ilo, ihi, jlo, jhi)
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 4), I64, I64, IDX, IDX, IDX, I64, I64, I64, I64,
+@native_item(lambda f: (c_array(f, 4), c_array(f, 3), c_array(f, 4), IDX, IDX, IDX, I64, I64, I64, I64,
                         IDX, IDX, IDX, IDX))
 @njit(cache=True, error_model="numpy")
-def _input_grad_plane(delta, w, dx, b, c, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl, ilo, ihi, jlo, jhi):
-    """dx[b, c]: every connection reading c scatters w·δ back through its windows,
-    overlapping windows adding up in a fixed order."""
+def _input_grad_plane(bc, context):
+    """dx[b, c] for plane bc = b·C + c: every connection reading c scatters w·δ back
+    through its windows, overlapping windows adding up in a fixed order. One
+    parallel item of conv2d_backward."""
+    delta, w, dx, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl, ilo, ihi, jlo, jhi = item_args(context)
+    b = bc // dx.shape[1]
+    c = bc - b * dx.shape[1]
     H, W = dx.shape[2], dx.shape[3]
     Fh, Fw = w.shape[1], w.shape[2]
     for r in range(H):
@@ -328,12 +332,12 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     delta = activation_backward(da, a, act)  # δ = da · f'(a)
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     conn = tuple(np.ascontiguousarray(v, dtype=np.int64) for v in conn)
-    return _conv2d_backward(_param_grad_item.native.address(x.dtype), _input_grad_plane.native.address(x.dtype),
-                            delta, x, w, conn, sh, sw, pt, pl, need_dx)
+    return _conv2d_backward(launch_address(), _param_grad_item.native.address(x.dtype),
+                            _input_grad_plane.native.address(x.dtype), delta, x, w, conn, sh, sw, pt, pl, need_dx)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _conv2d_backward(param_fn, input_fn, delta, x, w, conn, sh, sw, pt, pl, need_dx):
+@njit(cache=True, error_model="numpy")
+def _conv2d_backward(launch, param_fn, input_fn, delta, x, w, conn, sh, sw, pt, pl, need_dx):
     conn_ptr, conn_c, conn_k, tconn_ptr, tconn_e = conn
     B, K, oh, ow = delta.shape
     C = x.shape[1]
@@ -356,9 +360,8 @@ def _conv2d_backward(param_fn, input_fn, delta, x, w, conn, sh, sw, pt, pl, need
     brow = np.empty((K, ow), dtype=dt)
     dw = np.empty((nnz, Fh, Fw), dtype=dt)
     wrow = np.empty((nnz * Fh * Fw, ow), dtype=dt)
-    for it in prange(K + nnz * Fh * Fw):
-        call_item(_param_grad_item, param_fn, (delta, x, brow, wrow, dbias, dw, conn_k, conn_c, np.int64(it),
-                                               sh, sw, pt, pl, ilo, ihi, jlo, jhi))
+    parallel_for(_param_grad_item, launch, param_fn, K + nnz * Fh * Fw,
+                 (delta, x, brow, wrow, dbias, dw, conn_k, conn_c, sh, sw, pt, pl, ilo, ihi, jlo, jhi))
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dw, dbias
@@ -366,8 +369,6 @@ def _conv2d_backward(param_fn, input_fn, delta, x, w, conn, sh, sw, pt, pl, need
     # dx: one input plane per item; every connection reading c scatters
     # w·δ back through its windows. Overlapping windows add up in a fixed order.
     dx = np.empty((B, C, H, W), dtype=dt)
-    for bc in prange(B * C):
-        b = np.int64(bc) // C
-        call_item(_input_grad_plane, input_fn, (delta, w, dx, b, np.int64(bc) - b * C, tconn_ptr, tconn_e, conn_k,
-                                                sh, sw, pt, pl, ilo, ihi, jlo, jhi))
+    parallel_for(_input_grad_plane, launch, input_fn, B * C,
+                 (delta, w, dx, tconn_ptr, tconn_e, conn_k, sh, sw, pt, pl, ilo, ihi, jlo, jhi))
     return dx, dw, dbias

@@ -10,12 +10,13 @@ products before; BLAS is 2-3× faster on fc1 of LeNet-5 (400×120) at batch 64.
 """
 
 import numpy as np
-from numba import njit, prange, types, uint64
+from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .blas import use_single_threaded_blas
-from .jit import prange_only
-from .parallel import c_array, call_item, native_item
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
+
+I64 = types.int64
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -39,11 +40,11 @@ def _block_count(B):
     return max(1, min(MAX_BLOCKS, B // ROWS_PER_BLOCK))
 
 
-@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 2), types.int64, types.int64,
-                        types.int64))
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 2), I64, I64))
 @njit(cache=True, error_model="numpy")
-def _dense_forward_block(x, w, bias, out, blocks, i, act):
+def _dense_forward_block(i, context):
     """One parallel item of dense_forward: rows of block i."""
+    x, w, bias, out, blocks, act = item_args(context)
     B, U = out.shape
     lo, hi = _row_block(B, blocks, i)
     rows = out[lo:hi]
@@ -61,27 +62,28 @@ def dense_forward(x, w, bias, act):
     Per row block: one BLAS product (np.dot, single-threaded: see blas.py), then
     bias and activation while the block is in cache."""
     x, w, bias = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
-    return _dense_forward(_dense_forward_block.native.address(x.dtype), x, w, bias, act)
+    return _dense_forward(launch_address(), _dense_forward_block.native.address(x.dtype), x, w, bias, act)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _dense_forward(block_fn, x, w, bias, act):
+@njit(cache=True, error_model="numpy")
+def _dense_forward(launch, block_fn, x, w, bias, act):
     check_code(act)
     B, D = x.shape
     if w.shape[0] != D or bias.size != w.shape[1]:
         raise ValueError("dense_forward: x, w and bias shapes disagree")
     out = np.empty((B, w.shape[1]), dtype=x.dtype)
     blocks = _block_count(B)
-    for i in prange(blocks):
-        call_item(_dense_forward_block, block_fn, (x, w, bias, out, blocks, np.int64(i), act))
+    parallel_for(_dense_forward_block, launch, block_fn, blocks, (x, w, bias, out, blocks, act))
     return out
 
 
-@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2),
-                        c_array(f, 2), types.int64, types.int64, types.int64, types.boolean))
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 3),
+                        c_array(f, 2), I64, I64, types.boolean))
 @njit(cache=True, error_model="numpy")
-def _dense_backward_block(da, a, x, w, delta, dw_part, dx, blocks, i, act, need_dx):
+def _dense_backward_block(i, context):
     """One parallel item of dense_backward: δ, dx and a partial dw for the rows of block i."""
+    da, a, x, w, delta, dw_parts, dx, blocks, act, need_dx = item_args(context)
+    dw_part = dw_parts[i]
     B, U = da.shape
     lo, hi = _row_block(B, blocks, i)
     for b in range(lo, hi):
@@ -100,11 +102,11 @@ def dense_backward(da, a, x, w, act, need_dx):
     work is skipped.
     """
     da, a, x, w = (np.ascontiguousarray(v) for v in (da, a, x, w))
-    return _dense_backward(_dense_backward_block.native.address(x.dtype), da, a, x, w, act, need_dx)
+    return _dense_backward(launch_address(), _dense_backward_block.native.address(x.dtype), da, a, x, w, act, need_dx)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _dense_backward(block_fn, da, a, x, w, act, need_dx):
+@njit(cache=True, error_model="numpy")
+def _dense_backward(launch, block_fn, da, a, x, w, act, need_dx):
     check_code(act)
     B, U = da.shape
     D = x.shape[1]
@@ -115,9 +117,8 @@ def _dense_backward(block_fn, da, a, x, w, act, need_dx):
     blocks = _block_count(B)
     dw_parts = np.empty((blocks, D, U), dtype=dt)
     dx = np.empty((B if need_dx else 0, D if need_dx else 0), dtype=dt)
-    for i in prange(blocks):
-        call_item(_dense_backward_block, block_fn, (da, a, x, w, delta, dw_parts[i], dx, blocks, np.int64(i), act,
-                                                    need_dx))
+    parallel_for(_dense_backward_block, launch, block_fn, blocks, (da, a, x, w, delta, dw_parts, dx, blocks, act,
+                                                                   need_dx))
     dbias = np.zeros(U, dtype=dt)
     for b in range(B):
         row = delta[b]
@@ -140,10 +141,11 @@ def _dense_backward(block_fn, da, a, x, w, act, need_dx):
 # ---------------------------------------------------------------- RBF output (LeNet-5)
 
 
-@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), types.int64))
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2)))
 @njit(cache=True, error_model="numpy")
-def _rbf_row(x, centres, y, b):
+def _rbf_row(b, context):
     """y[b,u] for every unit u: one parallel item of rbf_forward."""
+    x, centres, y = item_args(context)
     for u in range(centres.shape[0]):
         s = x.dtype.type(0)
         for d in range(x.shape[1]):
@@ -155,24 +157,24 @@ def _rbf_row(x, centres, y, b):
 def rbf_forward(x, centres):
     """y[b,u] = Σ_d (x[b,d] − centres[u,d])²: squared distance to each class's fixed centre."""
     x, centres = np.ascontiguousarray(x), np.ascontiguousarray(centres)
-    return _rbf_forward(_rbf_row.native.address(x.dtype), x, centres)
+    return _rbf_forward(launch_address(), _rbf_row.native.address(x.dtype), x, centres)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _rbf_forward(row_fn, x, centres):
+@njit(cache=True, error_model="numpy")
+def _rbf_forward(launch, row_fn, x, centres):
     B, D = x.shape
     if centres.shape[1] != D:
         raise ValueError("rbf_forward: centres must be (units, inputs)")
     y = np.empty((B, centres.shape[0]), dtype=x.dtype)
-    for b in prange(B):
-        call_item(_rbf_row, row_fn, (x, centres, y, np.int64(b)))
+    parallel_for(_rbf_row, launch, row_fn, B, (x, centres, y))
     return y
 
 
-@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), types.int64))
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2)))
 @njit(cache=True, error_model="numpy")
-def _rbf_backward_row(dy, x, centres, dx, b):
+def _rbf_backward_row(b, context):
     """dx[b] for one row: one parallel item of rbf_backward."""
+    dy, x, centres, dx = item_args(context)
     D = x.shape[1]
     two = x.dtype.type(2)
     for d in range(D):
@@ -186,16 +188,15 @@ def _rbf_backward_row(dy, x, centres, dx, b):
 def rbf_backward(dy, x, centres):
     """dx[b,d] = Σ_u dy[b,u] · 2(x[b,d] − centres[u,d]) (the centres are fixed: no other gradient)."""
     dy, x, centres = np.ascontiguousarray(dy), np.ascontiguousarray(x), np.ascontiguousarray(centres)
-    return _rbf_backward(_rbf_backward_row.native.address(x.dtype), dy, x, centres)
+    return _rbf_backward(launch_address(), _rbf_backward_row.native.address(x.dtype), dy, x, centres)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _rbf_backward(row_fn, dy, x, centres):
+@njit(cache=True, error_model="numpy")
+def _rbf_backward(launch, row_fn, dy, x, centres):
     B, D = x.shape
     U = centres.shape[0]
     if centres.shape[1] != D or dy.shape[0] != B or dy.shape[1] != U:
         raise ValueError("rbf_backward: dy, x and centres shapes disagree")
     dx = np.empty((B, D), dtype=x.dtype)
-    for b in prange(B):
-        call_item(_rbf_backward_row, row_fn, (dy, x, centres, dx, np.int64(b)))
+    parallel_for(_rbf_backward_row, launch, row_fn, B, (dy, x, centres, dx))
     return dx

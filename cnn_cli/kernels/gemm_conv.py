@@ -31,14 +31,13 @@ the thread count.
 """
 
 import numpy as np
-from numba import njit, prange, types, uint64
+from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
 from .blas import use_single_threaded_blas
-from .jit import prange_only
-from .parallel import c_array, call_item, native_item
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -137,17 +136,22 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
 
 def _forward_chunk_signature(f):
     i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
-    return (c_array(f, 4), c_array(f, 2), c_array(f, 1), i, i, c_array(f, 2), c_array(f, 3), c_array(f, 4),
-            c_array(types.int32, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, flag)
+    return (c_array(f, 4), c_array(f, 2), c_array(f, 1), c_array(f, 3), c_array(f, 3), c_array(f, 4),
+            c_array(types.int32, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, i, flag, flag)
 
 
 @native_item(_forward_chunk_signature)
 @njit(cache=True, error_model="numpy")
-def _forward_chunk(x, w2, bias, b0, b1, cols, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
-                   row_lo, row_hi, col_lo, col_hi, act, fused):
-    """One parallel item of conv_gemm_forward: images b0..b1−1, lowered into cols."""
+def _forward_chunk(ch, context):
+    """One parallel item of conv_gemm_forward: the images of chunk ch, lowered into
+    their columns (kept for backward, or a scratch matrix)."""
+    (x, w2, bias, kept, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
+     row_lo, row_hi, col_lo, col_hi, act, chunk, keep, fused) = item_args(context)
     K = w2.shape[0]
     P = oh * ow
+    b0 = ch * chunk
+    b1 = min(x.shape[0], b0 + chunk)
+    cols = kept[ch] if keep else np.empty((kept.shape[1], chunk * P), dtype=x.dtype)
     _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
     _zero_columns(cols, (b1 - b0) * P)
     z = np.dot(w2, cols)
@@ -185,12 +189,12 @@ def conv_gemm_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, k
     kernel, so y and argmax are bit for bit those of the two layers one after
     the other, and a never goes to memory."""
     x, w2, bias = np.ascontiguousarray(x), np.ascontiguousarray(w2), np.ascontiguousarray(bias)
-    return _conv_gemm_forward(_forward_chunk.native.address(x.dtype), x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow,
-                              act, chunk, keep, pool)
+    return _conv_gemm_forward(launch_address(), _forward_chunk.native.address(x.dtype), x, w2, bias,
+                              fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _conv_gemm_forward(chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
+@njit(cache=True, error_model="numpy")
+def _conv_gemm_forward(launch, chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
@@ -210,15 +214,10 @@ def _conv_gemm_forward(chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, ac
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
-    if keep:
-        kept = np.empty((chunks, R, chunk * P), dtype=x.dtype)
-    else:
-        kept = np.empty((0, R, chunk * P), dtype=x.dtype)
-    for ch in prange(chunks):
-        b0 = np.int64(ch) * chunk
-        cols = kept[ch] if keep else np.empty((R, chunk * P), dtype=x.dtype)
-        call_item(_forward_chunk, chunk_fn, (x, w2, bias, b0, min(B, b0 + chunk), cols, out, pooled, arg,
-                                             fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi, act, fused))
+    kept = np.empty((chunks if keep else 0, R, chunk * P), dtype=x.dtype)
+    parallel_for(_forward_chunk, launch, chunk_fn, chunks, (x, w2, bias, kept, out, pooled, arg, fh, fw, sh, sw, pt, pl,
+                                                           oh, ow, row_lo, row_hi, col_lo, col_hi, act, chunk, keep,
+                                                           fused))
     if fused:
         return pooled, kept, arg
     return out.reshape((B, K, oh, ow)), kept, arg
@@ -226,22 +225,28 @@ def _conv_gemm_forward(chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, ac
 
 def _backward_chunk_signature(f):
     i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
-    return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 2), i, i,
-            c_array(f, 2), flag, c_array(f, 2), c_array(f, 1), c_array(f, 4), i, i, i, i, i, i, i, i,
-            idx, idx, idx, idx, i, flag, flag)
+    return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 2), c_array(f, 3),
+            c_array(f, 3), c_array(f, 2), c_array(f, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, i, flag, flag)
 
 
 @native_item(_backward_chunk_signature)
 @njit(cache=True, error_model="numpy")
-def _backward_chunk(da3, a3, arg3, x, w2, b0, b1, cols, recompute, dw_part, db_part, dx, fh, fw, sh, sw, pt, pl,
-                    oh, ow, row_lo, row_hi, col_lo, col_hi, act, need_dx, fused):
-    """One parallel item of conv_gemm_backward: images b0..b1−1; writes this chunk's
-    weight gradient, transposed, to dw_part (R, K) and its bias gradient to
-    db_part, and adds into dx[b0:b1]."""
+def _backward_chunk(ch, context):
+    """One parallel item of conv_gemm_backward: the images of chunk ch; writes this
+    chunk's weight gradient, transposed, to dw_parts[ch] (R, K) and its bias
+    gradient to db_parts[ch], and adds into dx[b0:b1]."""
+    (da3, a3, arg3, x, w2, cols_kept, dw_parts, db_parts, dx, fh, fw, sh, sw, pt, pl, oh, ow,
+     row_lo, row_hi, col_lo, col_hi, act, chunk, need_dx, fused) = item_args(context)
     K = w2.shape[0]
     P = oh * ow
-    N = cols.shape[1]
+    N = chunk * P
     Q = da3.shape[2]
+    b0 = ch * chunk
+    b1 = min(x.shape[0], b0 + chunk)
+    recompute = cols_kept.shape[0] == 0
+    cols = np.empty((w2.shape[1], N), dtype=x.dtype) if recompute else cols_kept[ch]
+    dw_part = dw_parts[ch]
+    db_part = db_parts[ch]
     if recompute:
         _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
         _zero_columns(cols, (b1 - b0) * P)
@@ -298,12 +303,12 @@ def conv_gemm_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, o
     size depends only on the layer). Padding columns of a short last chunk have
     δ = 0 and add exact zeros."""
     da, a, argmax, x, w2 = (np.ascontiguousarray(v) for v in (da, a, argmax, x, w2))
-    return _conv_gemm_backward(_backward_chunk.native.address(x.dtype), da, a, argmax, x, w2, cols,
+    return _conv_gemm_backward(launch_address(), _backward_chunk.native.address(x.dtype), da, a, argmax, x, w2, cols,
                                fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _conv_gemm_backward(chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
+@njit(cache=True, error_model="numpy")
+def _conv_gemm_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
     check_code(act)
     B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
@@ -313,7 +318,6 @@ def _conv_gemm_backward(chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt
     P = oh * ow
     R = C * fh * fw
     chunk = max(1, min(chunk, B))  # as in forward, so kept columns line up
-    N = chunk * P
     Q = da.shape[2] * da.shape[3]  # P, or the pooled plane when fused
     da3 = da.reshape((B, K, Q))
     a3 = a.reshape((B, K, Q))
@@ -321,19 +325,15 @@ def _conv_gemm_backward(chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt
     row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
     col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
     chunks = (B + chunk - 1) // chunk
-    recompute = cols.shape[0] == 0
     dw_parts = np.empty((chunks, R, K), dtype=x.dtype)  # transposed, see _backward_chunk
     db_parts = np.empty((chunks, K), dtype=x.dtype)
     if need_dx:
         dx = np.zeros((B, C, H, W), dtype=x.dtype)
     else:
         dx = np.zeros((0, 0, 0, 0), dtype=x.dtype)
-    for ch in prange(chunks):
-        b0 = np.int64(ch) * chunk
-        chunk_cols = np.empty((R, N), dtype=x.dtype) if recompute else cols[ch]
-        call_item(_backward_chunk, chunk_fn, (da3, a3, arg3, x, w2, b0, min(B, b0 + chunk), chunk_cols, recompute,
-                                              dw_parts[ch], db_parts[ch], dx, fh, fw, sh, sw, pt, pl, oh, ow,
-                                              row_lo, row_hi, col_lo, col_hi, act, need_dx, fused))
+    parallel_for(_backward_chunk, launch, chunk_fn, chunks, (da3, a3, arg3, x, w2, cols, dw_parts, db_parts, dx,
+                                                            fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo,
+                                                            col_hi, act, chunk, need_dx, fused))
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
     # Numba's shape-mismatch error path, seconds of compile for nothing.
     dw = np.zeros((K, R), dtype=x.dtype)

@@ -1,42 +1,52 @@
-"""Parallel loops whose bodies are compiled once: items called by address.
+"""One parallel loop for every kernel: items called by address.
 
-Every parallel kernel here is a `prange` loop over independent items (a chunk
-of images, an output plane), each item the job of one serial @njit function.
-Called the ordinary way, Numba links that item function's code into every
-module the parallel loop becomes: the kernel, the loop's gufunc, its wrapper
-and the thread launcher. LLVM then optimises and compiles the same item code
-four times over, ~70 % of a kernel's cold compile (measured: conv_gemm_forward
-and conv_gemm_backward together 18 s, 9.7 s when the items are called by
-address; a serial build of the same code takes 8.9 s).
+Every parallel kernel here is a loop over independent items (a chunk of
+images, an output plane), each item the job of one serial @njit function.
+Written as a `prange` loop in each kernel, Numba compiles the parallel
+machinery once per kernel (the loop's gufunc, its wrapper, the thread
+launcher: ~0.5 s each), and links the item's code into every one of those
+modules, where LLVM optimises and compiles it again (~70 % of a kernel's cold
+compile; conv_gemm_forward and conv_gemm_backward took 18 s together).
 
-Here the item function is compiled once, on its own, for a signature declared
-next to it (one per float dtype). The kernel receives the compiled function's
-address as a plain integer (free to pass: no per-call type inference) and its
-loop calls it through `call_item`, which emits a direct call through that
-address in Numba's own calling convention. The loop's modules then hold a
-call, not the item's body. Both the item and the kernel are cached on disk as
-before; the address is looked up afresh in every process.
+Here the kernels share ONE compiled parallel loop, `_launch(item, n, context)`:
+for i in prange(n) it calls the item function at address `item` with
+(i, context). An item is an @njit function `f(i, context)` compiled once, on
+its own, for a signature declared next to it (`native_item`), where context
+points to a tuple of its arguments: `item_args(context)` reads it. A kernel
+itself is serial: it prepares its arrays and calls
+`parallel_for(item_function, launch_address, item_address, n, (arg, ...))`,
+which stores the tuple in the kernel's stack frame and runs `_launch` through
+its address. No kernel module holds an item's body or a copy of the parallel
+machinery. Addresses are plain integers, free to pass (no per-call type
+inference), and looked up afresh in every process; the compiled code of the
+items, the kernels and `_launch` is cached on disk as before.
 
-Safety: `call_item` checks at compile time that the arguments the kernel
-passes have exactly the types the item was compiled for (the item's address is
-always taken before the kernel is first compiled), and a failing item's
-exception propagates like an ordinary call's.
+Safety: `parallel_for` checks at compile time that the tuple has exactly the
+types the item was compiled for (the item's address is always taken before
+the kernel is first compiled), and a failing item's exception propagates.
+The launch loop calls items as (int64, int64) functions while they are
+compiled as (int64, pointer to the argument tuple): the same machine
+arguments, two 64-bit integers.
 """
 
 from typing import Callable
 
 import numpy as np
-from numba import types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
+from .jit import prange_only
+
+I64 = types.int64
+
 
 class NativeItem:
-    """An @njit item function and its compiled addresses, one per float dtype.
+    """An @njit item function f(i, context) and its compiled addresses, one per float dtype.
 
-    `signature_of(float_type)` gives the item's argument types for float32 or
-    float64 data, exactly as the calling kernel passes them."""
+    `signature_of(float_type)` gives the types of the argument tuple for
+    float32 or float64 data, exactly as the calling kernel passes them."""
 
     def __init__(self, dispatcher, signature_of: Callable[[types.Float], tuple]):
         self.dispatcher = dispatcher
@@ -46,17 +56,22 @@ class NativeItem:
     def address(self, dtype) -> int:
         address = self._addresses.get(dtype)
         if address is None:
-            argtypes = tuple(self.signature_of(types.float32 if np.dtype(dtype) == np.float32 else types.float64))
-            self.dispatcher.compile(argtypes)
-            compiled = self.dispatcher.overloads[argtypes]
-            address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
-            self._addresses[dtype] = address
+            f = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+            argtypes = (I64, types.CPointer(types.Tuple(tuple(self.signature_of(f)))))
+            address = self._addresses[dtype] = _native_address(self.dispatcher, argtypes)
         return address
 
 
+def _native_address(dispatcher, argtypes) -> int:
+    """Compile (or load from the cache) and return the machine address of dispatcher(argtypes)."""
+    dispatcher.compile(argtypes)
+    compiled = dispatcher.overloads[argtypes]
+    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
 def native_item(signature_of: Callable[[types.Float], tuple]):
-    """Decorator for an @njit item function: `@native_item(sig) @njit(...) def f...`
-    leaves `f` the dispatcher (callable as usual) with `f.native` its NativeItem."""
+    """Decorator for an @njit item function f(i, context): `@native_item(sig) @njit(...)`
+    leaves `f` the dispatcher, with `f.native` its NativeItem."""
 
     def wrap(dispatcher):
         dispatcher.native = NativeItem(dispatcher, signature_of)
@@ -70,30 +85,85 @@ def c_array(dtype, ndim: int) -> types.Array:
     return types.Array(dtype, ndim, "C")
 
 
+def _call_status(context, builder, address, argtypes, values):
+    """Call the Numba-convention function at integer `address`; re-raise its exception."""
+    fnty = context.call_conv.get_function_type(types.none, argtypes)
+    fnptr = builder.inttoptr(address, fnty.as_pointer())
+    status, _ = context.call_conv.call_function(builder, fnptr, types.none, argtypes, values)
+    with cgutils.if_unlikely(builder, status.is_error):
+        context.call_conv.return_status_propagate(builder, status)
+
+
 @intrinsic
-def call_item(typingctx, item, address, args):
-    """call_item(item_function, address, (arg, ...)): call the compiled item at
-    `address` (from item_function.native.address(dtype)) with the tuple's values."""
-    if not isinstance(item, types.Dispatcher) or not isinstance(address, types.Integer):
+def _call_item(typingctx, address, index, context):
+    if not all(isinstance(t, types.Integer) for t in (address, index, context)):
         return None
-    if not isinstance(args, types.BaseTuple):
+
+    def codegen(ctx, builder, signature, llargs):
+        _call_status(ctx, builder, llargs[0], (I64, I64), llargs[1:])
+        return ctx.get_dummy_value()
+
+    return types.none(address, index, context), codegen
+
+
+@njit(parallel=prange_only(), cache=True, error_model="numpy")
+def _launch(item, n, context):
+    """The parallel loop every kernel shares: item(i, context) for i < n."""
+    for i in prange(n):
+        _call_item(item, np.int64(i), context)
+
+
+_launch_address: list = []
+
+
+def launch_address() -> int:
+    """The machine address of `_launch` (compiled, or loaded from the cache, once)."""
+    if not _launch_address:
+        _launch_address.append(_native_address(_launch, (I64, I64, I64)))
+    return _launch_address[0]
+
+
+@intrinsic
+def parallel_for(typingctx, item, launcher, address, n, args):
+    """parallel_for(item_function, launch_address(), item_function.native.address(dtype),
+    n, (arg, ...)): item_function(i, context) for every i < n, in parallel, where
+    item_args(context) is the tuple (arg, ...)."""
+    if not isinstance(item, types.Dispatcher) or not isinstance(args, types.BaseTuple):
         return None
-    argtypes = tuple(types.unliteral(t) for t in args.types)
+    if not all(isinstance(t, types.Integer) for t in (launcher, address, n)):
+        return None
+    packed = types.Tuple(tuple(types.unliteral(t) for t in args.types))
+    expected = (I64, types.CPointer(packed))
     dispatcher = item.dispatcher
-    if argtypes not in dispatcher.overloads:
-        declared = "; ".join(", ".join(map(str, sig)) for sig in dispatcher.overloads) or "none yet"
-        raise TypingError(f"call_item: {dispatcher.py_func.__name__} called with ({', '.join(map(str, argtypes))}) "
+    if expected not in dispatcher.overloads:
+        declared = "; ".join(str(sig[1].dtype) for sig in dispatcher.overloads) or "none yet"
+        raise TypingError(f"parallel_for: {dispatcher.py_func.__name__} given arguments {packed} "
                           f"but compiled for: {declared}. Fix its declared signature.")
 
-    def codegen(context, builder, signature, llargs):
-        _, addr, packed = llargs
-        values = cgutils.unpack_tuple(builder, packed, len(argtypes))
-        values = [context.cast(builder, v, t, u) for v, t, u in zip(values, args.types, argtypes)]
-        fnty = context.call_conv.get_function_type(types.none, argtypes)
-        fnptr = builder.inttoptr(addr, fnty.as_pointer())
-        status, _ = context.call_conv.call_function(builder, fnptr, types.none, argtypes, values)
-        with cgutils.if_unlikely(builder, status.is_error):
-            context.call_conv.return_status_propagate(builder, status)
-        return context.get_dummy_value()
+    def codegen(ctx, builder, signature, llargs):
+        _, launch, addr, count, values = llargs
+        value = ctx.cast(builder, values, args, packed)
+        data = ctx.data_model_manager[packed].as_data(builder, value)
+        slot = cgutils.alloca_once(builder, data.type)
+        builder.store(data, slot)
+        context_address = builder.ptrtoint(slot, ctx.get_value_type(I64))
+        count = ctx.cast(builder, count, signature.args[3], I64)
+        _call_status(ctx, builder, launch, (I64, I64, I64), (addr, count, context_address))
+        return ctx.get_dummy_value()
 
-    return types.none(item, address, args), codegen
+    return types.none(item, launcher, address, n, args), codegen
+
+
+@intrinsic
+def item_args(typingctx, context):
+    """The argument tuple an item's context points to (see parallel_for)."""
+    if not isinstance(context, types.CPointer) or not isinstance(context.dtype, types.BaseTuple):
+        return None
+
+    def codegen(ctx, builder, signature, llargs):
+        data = builder.load(llargs[0])
+        value = ctx.data_model_manager[context.dtype].from_data(builder, data)
+        ctx.nrt.incref(builder, context.dtype, value)  # a new reference, as any call returns
+        return value
+
+    return context.dtype(context), codegen

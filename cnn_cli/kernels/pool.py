@@ -20,11 +20,10 @@ in row-major order with a strict `>` keeps the FIRST maximum on ties.
 """
 
 import numpy as np
-from numba import njit, prange, types, uint64
+from numba import njit, types, uint64
 
 from .activations import activate_span, activation_backward, check_code
-from .jit import prange_only
-from .parallel import c_array, call_item, native_item
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 I64 = types.int64
 
@@ -153,10 +152,11 @@ def _maxpool_plane(xp, op, ap, ph, pw, sh, sw):
                     ap[i, uint64(j)] = r * W + j * sw + n if take else ap[i, uint64(j)]
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(I64, 4), I64, I64, I64, I64, I64))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(I64, 4), I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _maxpool_item(x, out, arg, bc, ph, pw, sh, sw):
+def _maxpool_item(bc, context):
     """Plane bc = b·C + c: one parallel item of maxpool2d_forward."""
+    x, out, arg, ph, pw, sh, sw = item_args(context)
     C, W = x.shape[1], x.shape[3]
     b = bc // C
     c = bc - b * C
@@ -170,24 +170,24 @@ def maxpool2d_forward(x, ph, pw, sh, sw):
     """Returns (out, argmax): argmax[b,c,i,j] = h·W + w of the first maximum of the
     window in row-major scan order (int64), used by backward to route δ."""
     x = np.ascontiguousarray(x)
-    return _maxpool2d_forward(_maxpool_item.native.address(x.dtype), x, ph, pw, sh, sw)
+    return _maxpool2d_forward(launch_address(), _maxpool_item.native.address(x.dtype), x, ph, pw, sh, sw)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _maxpool2d_forward(item_fn, x, ph, pw, sh, sw):
+@njit(cache=True, error_model="numpy")
+def _maxpool2d_forward(launch, item_fn, x, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     arg = np.empty((B, C, oh, ow), dtype=np.int64)
-    for bc in prange(B * C):
-        call_item(_maxpool_item, item_fn, (x, out, arg, np.int64(bc), ph, pw, sh, sw))
+    parallel_for(_maxpool_item, launch, item_fn, B * C, (x, out, arg, ph, pw, sh, sw))
     return out, arg
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(I64, 4), c_array(f, 3), c_array(types.boolean, 1), I64))
+@native_item(lambda f: (c_array(f, 4), c_array(I64, 4), c_array(f, 3), c_array(types.boolean, 1)))
 @njit(cache=True, error_model="numpy")
-def _maxpool_backward_plane(dout, argmax, dflat, bad, bc):
+def _maxpool_backward_plane(bc, context):
     """Plane bc = b·C + c of dx (flattened): one parallel item of maxpool2d_backward."""
+    dout, argmax, dflat, bad = item_args(context)
     C, oh, ow = dout.shape[1], dout.shape[2], dout.shape[3]
     HW = dflat.shape[2]
     b = bc // C
@@ -208,19 +208,18 @@ def maxpool2d_backward(dout, argmax, H, W):
     overlapping windows a pixel that is the maximum of several windows gets
     the sum of their δ."""
     dout, argmax = np.ascontiguousarray(dout), np.ascontiguousarray(argmax)
-    return _maxpool2d_backward(_maxpool_backward_plane.native.address(dout.dtype), dout, argmax, H, W)
+    return _maxpool2d_backward(launch_address(), _maxpool_backward_plane.native.address(dout.dtype), dout, argmax, H, W)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _maxpool2d_backward(item_fn, dout, argmax, H, W):
+@njit(cache=True, error_model="numpy")
+def _maxpool2d_backward(launch, item_fn, dout, argmax, H, W):
     B, C, oh, ow = dout.shape
     if argmax.shape != dout.shape:
         raise ValueError("maxpool2d_backward: argmax and dout shapes differ")
     dx = np.empty((B, C, H, W), dtype=dout.dtype)
     dflat = dx.reshape(B, C, H * W)
     bad = np.zeros(B * C, dtype=np.bool_)
-    for bc in prange(B * C):
-        call_item(_maxpool_backward_plane, item_fn, (dout, argmax, dflat, bad, np.int64(bc)))
+    parallel_for(_maxpool_backward_plane, launch, item_fn, B * C, (dout, argmax, dflat, bad))
     for bc in range(B * C):
         if bad[bc]:
             raise ValueError("maxpool2d_backward: argmax index outside the input map")
@@ -230,9 +229,14 @@ def _maxpool2d_backward(item_fn, dout, argmax, H, W):
 # ---------------------------------------------------------------- mean
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, I64, I64, I64, I64, f))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, f))
 @njit(cache=True, error_model="numpy")
-def _mean_plane(x, out, b, c, ph, pw, sh, sw, oh, ow, area):
+def _mean_plane(bc, context):
+    """Plane bc = b·C + c: one parallel item of meanpool2d_forward."""
+    x, out, ph, pw, sh, sw, area = item_args(context)
+    oh, ow = out.shape[2], out.shape[3]
+    b = bc // out.shape[1]
+    c = bc - b * out.shape[1]
     _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
     for i in range(oh):
         for j in range(ow):
@@ -242,25 +246,28 @@ def _mean_plane(x, out, b, c, ph, pw, sh, sw, oh, ow, area):
 def meanpool2d_forward(x, ph, pw, sh, sw):
     """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
     x = np.ascontiguousarray(x)
-    return _meanpool2d_forward(_mean_plane.native.address(x.dtype), x, ph, pw, sh, sw)
+    return _meanpool2d_forward(launch_address(), _mean_plane.native.address(x.dtype), x, ph, pw, sh, sw)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _meanpool2d_forward(plane_fn, x, ph, pw, sh, sw):
+@njit(cache=True, error_model="numpy")
+def _meanpool2d_forward(launch, plane_fn, x, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
     area = x.dtype.type(ph * pw)
-    for bc in prange(B * C):
-        b = np.int64(bc) // C
-        call_item(_mean_plane, plane_fn, (x, out, b, np.int64(bc) - b * C, ph, pw, sh, sw, oh, ow, area))
+    parallel_for(_mean_plane, launch, plane_fn, B * C, (x, out, ph, pw, sh, sw, area))
     return out
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, I64, I64, I64, I64, f))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, f))
 @njit(cache=True, error_model="numpy")
-def _mean_backward_plane(dout, dx, b, c, H, W, ph, pw, sh, sw, area):
+def _mean_backward_plane(bc, context):
+    """Plane bc = b·C + c of dx: one parallel item of meanpool2d_backward."""
+    dout, dx, ph, pw, sh, sw, area = item_args(context)
     oh, ow = dout.shape[2], dout.shape[3]
+    H, W = dx.shape[2], dx.shape[3]
+    b = bc // dx.shape[1]
+    c = bc - b * dx.shape[1]
     _zero_plane(dx, b, c, H, W)
     for i in range(oh):
         for m in range(ph):
@@ -277,27 +284,30 @@ def _mean_backward_plane(dout, dx, b, c, H, W, ph, pw, sh, sw, area):
 def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
     """δ/(ph·pw) to every position of each window; overlaps add up."""
     dout = np.ascontiguousarray(dout)
-    return _meanpool2d_backward(_mean_backward_plane.native.address(dout.dtype), dout, H, W, ph, pw, sh, sw)
+    return _meanpool2d_backward(launch_address(), _mean_backward_plane.native.address(dout.dtype), dout, H, W,
+                                ph, pw, sh, sw)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _meanpool2d_backward(plane_fn, dout, H, W, ph, pw, sh, sw):
+@njit(cache=True, error_model="numpy")
+def _meanpool2d_backward(launch, plane_fn, dout, H, W, ph, pw, sh, sw):
     B, C, oh, ow = dout.shape
     _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
     dx = np.empty((B, C, H, W), dtype=dout.dtype)
     area = dout.dtype.type(ph * pw)
-    for bc in prange(B * C):
-        b = np.int64(bc) // C
-        call_item(_mean_backward_plane, plane_fn, (dout, dx, b, np.int64(bc) - b * C, H, W, ph, pw, sh, sw, area))
+    parallel_for(_mean_backward_plane, launch, plane_fn, B * C, (dout, dx, ph, pw, sh, sw, area))
     return dx
 
 
 # ---------------------------------------------------------------- L_p norm
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, f, f, I64, I64, I64, I64))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), f, f, I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _lp_plane(x, out, b, c, P, invp, ph, pw, sh, sw):
+def _lp_plane(bc, context):
+    """Plane bc = b·C + c: one parallel item of lppool2d_forward."""
+    x, out, P, invp, ph, pw, sh, sw = item_args(context)
+    b = bc // x.shape[1]
+    c = bc - b * x.shape[1]
     T = x.dtype.type
     oh, ow = out.shape[2], out.shape[3]
     for i in range(oh):
@@ -331,11 +341,11 @@ def lppool2d_forward(x, p, ph, pw, sh, sw):
     and for x ≥ 0 (PyTorch raises x to p without abs()).
     """
     x = np.ascontiguousarray(x)
-    return _lppool2d_forward(_lp_plane.native.address(x.dtype), x, float(p), ph, pw, sh, sw)
+    return _lppool2d_forward(launch_address(), _lp_plane.native.address(x.dtype), x, float(p), ph, pw, sh, sw)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _lppool2d_forward(plane_fn, x, p, ph, pw, sh, sw):
+@njit(cache=True, error_model="numpy")
+def _lppool2d_forward(launch, plane_fn, x, p, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     T = x.dtype.type
@@ -344,16 +354,18 @@ def _lppool2d_forward(plane_fn, x, p, ph, pw, sh, sw):
         raise ValueError("lppool2d: p must be >= 1")
     invp = T(1) / P
     out = np.empty((B, C, oh, ow), dtype=x.dtype)
-    for bc in prange(B * C):
-        b = np.int64(bc) // C
-        call_item(_lp_plane, plane_fn, (x, out, b, np.int64(bc) - b * C, P, invp, ph, pw, sh, sw))
+    parallel_for(_lp_plane, launch, plane_fn, B * C, (x, out, P, invp, ph, pw, sh, sw))
     return out
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), I64, I64, f, f,
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), f, f,
                         I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _lp_backward_plane(dout, x, out, coef, dx, b, c, P, pm1, ph, pw, sh, sw):
+def _lp_backward_plane(bc, context):
+    """Plane bc = b·C + c of dx: one parallel item of lppool2d_backward."""
+    dout, x, out, coef, dx, P, pm1, ph, pw, sh, sw = item_args(context)
+    b = bc // x.shape[1]
+    c = bc - b * x.shape[1]
     T = x.dtype.type
     zero = T(0)
     H, W = x.shape[2], x.shape[3]
@@ -394,11 +406,12 @@ def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
     (the norm is not differentiable there; 0 is the subgradient that keeps
     training finite)."""
     dout, x, out = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(out)
-    return _lppool2d_backward(_lp_backward_plane.native.address(x.dtype), dout, x, out, float(p), ph, pw, sh, sw)
+    return _lppool2d_backward(launch_address(), _lp_backward_plane.native.address(x.dtype), dout, x, out, float(p),
+                              ph, pw, sh, sw)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _lppool2d_backward(plane_fn, dout, x, out, p, ph, pw, sh, sw):
+@njit(cache=True, error_model="numpy")
+def _lppool2d_backward(launch, plane_fn, dout, x, out, p, ph, pw, sh, sw):
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
     if dout.shape != out.shape or out.shape[0] != B or out.shape[1] != C or out.shape[2] != oh or out.shape[3] != ow:
@@ -412,9 +425,7 @@ def _lppool2d_backward(plane_fn, dout, x, out, p, ph, pw, sh, sw):
     # multiply-add.
     coef = np.empty((B, C, oh, ow), dtype=x.dtype)
     dx = np.empty((B, C, H, W), dtype=x.dtype)
-    for bc in prange(B * C):
-        b = np.int64(bc) // C
-        call_item(_lp_backward_plane, plane_fn, (dout, x, out, coef, dx, b, np.int64(bc) - b * C, P, pm1, ph, pw, sh, sw))
+    parallel_for(_lp_backward_plane, launch, plane_fn, B * C, (dout, x, out, coef, dx, P, pm1, ph, pw, sh, sw))
     return dx
 
 
@@ -432,10 +443,11 @@ def _subsample_plane(x, sums, a, b, c, bt, bs, ph, pw, sh, sw):
 
 
 @native_item(lambda f: (c_array(f, 4), c_array(f, 1), c_array(f, 1), c_array(f, 4), c_array(f, 4), c_array(f, 1),
-                        I64, I64, I64, I64, I64, I64))
+                        I64, I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _subsample_item(x, beta, bias, sums, a, flat, bc, ph, pw, sh, sw, act):
+def _subsample_item(bc, context):
     """Plane bc = b·C + c: one parallel item of subsample_forward."""
+    x, beta, bias, sums, a, flat, ph, pw, sh, sw, act = item_args(context)
     C = x.shape[1]
     b = bc // C
     c = bc - b * C
@@ -450,11 +462,12 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
     Returns (a, sums); the window sums are ∂z/∂β, which backward needs.
     """
     x, beta, bias = np.ascontiguousarray(x), np.ascontiguousarray(beta), np.ascontiguousarray(bias)
-    return _subsample_forward(_subsample_item.native.address(x.dtype), x, beta, bias, ph, pw, sh, sw, act)
+    return _subsample_forward(launch_address(), _subsample_item.native.address(x.dtype), x, beta, bias,
+                              ph, pw, sh, sw, act)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _subsample_forward(item_fn, x, beta, bias, ph, pw, sh, sw, act):
+@njit(cache=True, error_model="numpy")
+def _subsample_forward(launch, item_fn, x, beta, bias, ph, pw, sh, sw, act):
     check_code(act)
     B, C, H, W = x.shape
     if beta.size != C or bias.size != C:
@@ -463,16 +476,19 @@ def _subsample_forward(item_fn, x, beta, bias, ph, pw, sh, sw, act):
     sums = np.empty((B, C, oh, ow), dtype=x.dtype)
     a = np.empty((B, C, oh, ow), dtype=x.dtype)
     flat = a.reshape(a.size)
-    for bc in prange(B * C):
-        call_item(_subsample_item, item_fn, (x, beta, bias, sums, a, flat, np.int64(bc), ph, pw, sh, sw, act))
+    parallel_for(_subsample_item, launch, item_fn, B * C, (x, beta, bias, sums, a, flat, ph, pw, sh, sw, act))
     return a, sums
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), c_array(f, 1), I64, c_array(f, 1), c_array(f, 1)))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 1)))
 @njit(cache=True, error_model="numpy")
-def _subsample_param_grads(delta, sums, rb, rs, c, dbeta, dbias):
+def _subsample_param_grads(c, context):
     """dβ[c] = Σ δ·sums and dbias[c] = Σ δ over batch and positions: per output
-    column into scratch rows rb, rs, then summed in a fixed order."""
+    column into scratch rows rb[c], rs[c], then summed in a fixed order. One
+    parallel item of subsample_backward."""
+    delta, sums, rbs, rss, dbeta, dbias = item_args(context)
+    rb = rbs[c]
+    rs = rss[c]
     B, _, oh, ow = delta.shape
     for j in range(ow):
         rb[uint64(j)] = 0
@@ -492,10 +508,11 @@ def _subsample_param_grads(delta, sums, rb, rs, c, dbeta, dbias):
     dbias[c] = ss
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), I64, I64, I64, I64, I64))
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _subsample_input_grad_plane(delta, dx, beta, bc, ph, pw, sh, sw):
+def _subsample_input_grad_plane(bc, context):
     """Plane bc = b·C + c of dx: one parallel item of subsample_backward."""
+    delta, dx, beta, ph, pw, sh, sw = item_args(context)
     C, oh, ow = delta.shape[1], delta.shape[2], delta.shape[3]
     b = bc // C
     c = bc - b * C
@@ -514,13 +531,13 @@ def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
         raise ValueError("subsample_backward: da, a, sums and beta shapes disagree")
     delta = activation_backward(da, a, act)  # δ = da · f'(a)
     sums, beta = np.ascontiguousarray(sums), np.ascontiguousarray(beta)
-    return _subsample_backward(_subsample_param_grads.native.address(delta.dtype),
+    return _subsample_backward(launch_address(), _subsample_param_grads.native.address(delta.dtype),
                                _subsample_input_grad_plane.native.address(delta.dtype),
                                delta, sums, beta, H, W, ph, pw, sh, sw, need_dx)
 
 
-@njit(parallel=prange_only(), cache=True, error_model="numpy")
-def _subsample_backward(param_fn, input_fn, delta, sums, beta, H, W, ph, pw, sh, sw, need_dx):
+@njit(cache=True, error_model="numpy")
+def _subsample_backward(launch, param_fn, input_fn, delta, sums, beta, H, W, ph, pw, sh, sw, need_dx):
     B, C, oh, ow = delta.shape
     _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
     dt = delta.dtype
@@ -528,12 +545,10 @@ def _subsample_backward(param_fn, input_fn, delta, sums, beta, H, W, ph, pw, sh,
     dbias = np.empty(C, dtype=dt)
     rb = np.empty((C, ow), dtype=dt)
     rs = np.empty((C, ow), dtype=dt)
-    for c in prange(C):
-        call_item(_subsample_param_grads, param_fn, (delta, sums, rb[c], rs[c], np.int64(c), dbeta, dbias))
+    parallel_for(_subsample_param_grads, launch, param_fn, C, (delta, sums, rb, rs, dbeta, dbias))
 
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dbeta, dbias
     dx = np.empty((B, C, H, W), dtype=dt)
-    for bc in prange(B * C):
-        call_item(_subsample_input_grad_plane, input_fn, (delta, dx, beta, np.int64(bc), ph, pw, sh, sw))
+    parallel_for(_subsample_input_grad_plane, launch, input_fn, B * C, (delta, dx, beta, ph, pw, sh, sw))
     return dx, dbeta, dbias
