@@ -22,7 +22,7 @@ def test_max_ties_route_to_first_maximum_in_scan_order():
     np.testing.assert_array_equal(out[0, 0], [[3, 5], [7, 0]])
     # flat index h·W + w of the FIRST maximum, scanning row by row
     np.testing.assert_array_equal(arg[0, 0], [[0 * 4 + 1, 0 * 4 + 2], [2 * 4 + 0, 2 * 4 + 2]])
-    assert arg.dtype == np.int64
+    assert arg.dtype == np.int32
     dx = pool_k.maxpool2d_backward(np.array([[[[10.0, 20.0], [30.0, 40.0]]]]), arg, 4, 4)
     expected = np.zeros((4, 4))
     expected[0, 1], expected[0, 2], expected[2, 0], expected[2, 2] = 10, 20, 30, 40

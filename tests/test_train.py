@@ -107,8 +107,11 @@ def test_ctrl_c_saves_and_resumes_bitwise(tmp_path, trained_run, small_mnist, ti
     command = [sys.executable, "-m", "cnn_cli.cli", "train", str(tiny_config), "--data-dir", str(small_mnist.folder),
                "--run-dir", str(run_dir), "--offline", "--quiet", "--batch-size", "32"]
     # Small batches and a marker line per quarter epoch: interrupt at the first one.
+    # The rest of the epoch takes ~30 ms on two threads; one thread (same results:
+    # see test_determinism) doubles that window and leaves a core to this process,
+    # which must read the marker and send the signal before the epoch ends.
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "NO_COLOR": "1"})
+                               env={**os.environ, "NO_COLOR": "1", "NUMBA_NUM_THREADS": "1"})
     for line in process.stdout:
         if "batch" in line:
             process.send_signal(signal.SIGINT)

@@ -96,7 +96,9 @@ def activate_span(v, lo, hi, code):
     """In place v[lo:hi] = f(v[lo:hi]) on a 1-D array.
 
     The branch on `code` sits outside the loops so each loop body is
-    branch-free; relu (the common case) then vectorises.
+    branch-free; relu (the common case) then vectorises. Callers pass a zero
+    `lo` as np.int64(0): a literal 0 would make Numba compile a second copy
+    of this function (and of delta_span) specialised on the constant.
     """
     T = v.dtype.type
     if code == RELU:

@@ -53,7 +53,7 @@ def _dense_forward_block(i, context):
         row = rows[b]
         for u in range(U):
             row[uint64(u)] += bias[uint64(u)]
-        activate_span(row, 0, U, act)
+        activate_span(row, np.int64(0), U, act)
 
 
 def dense_forward(x, w, bias, act):
@@ -87,7 +87,7 @@ def _dense_backward_block(i, context):
     B, U = da.shape
     lo, hi = _row_block(B, blocks, i)
     for b in range(lo, hi):
-        delta_span(da[b], a[b], delta[b], 0, U, act)
+        delta_span(da[b], a[b], delta[b], np.int64(0), U, act)
     np.dot(x[lo:hi].T, delta[lo:hi], dw_part)
     if need_dx:
         np.dot(delta[lo:hi], w.T, dx[lo:hi])

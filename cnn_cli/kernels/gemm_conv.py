@@ -165,7 +165,7 @@ def _forward_chunk(ch, context):
             beta = bias[k]
             for p in range(P):
                 dst[uint64(p)] = src[uint64(base + p)] + beta
-            activate_span(dst, 0, P, act)
+            activate_span(dst, np.int64(0), P, act)
             if fused:
                 _maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
 
@@ -256,13 +256,13 @@ def _backward_chunk(ch, context):
         base = (b - b0) * P
         for k in range(K):
             if fused:
-                delta_span(da3[b, k], a3[b, k], routed, 0, Q, act)
+                delta_span(da3[b, k], a3[b, k], routed, np.int64(0), Q, act)
                 drow = delta[k]
                 arow = arg3[b, k]
                 for q in range(Q):
                     drow[uint64(base + arow[q])] = routed[q]
             else:
-                delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], 0, P, act)
+                delta_span(da3[b, k], a3[b, k], delta[k, base:base + P], np.int64(0), P, act)
     # Bias-gradient sums: element-wise into P-long rows (vectorises), each
     # row then added up in order.
     acc = np.empty(P, dtype=x.dtype)

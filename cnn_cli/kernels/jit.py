@@ -1,11 +1,11 @@
-"""Options shared by every kernel's @njit.
+"""Options shared by the kernels' @njit.
 
 prange_only(): the `parallel` option that turns explicit `prange` loops into
 parallel loops and nothing else. With `parallel=True` Numba also rewrites
 every array expression (np.zeros, slice fills, `a += b`) into a parallel loop
 of its own, each compiled as a separate gufunc: measured on conv_gemm_backward,
-16 s of compile became 7 s, and the kernels' own prange loops already hold all
-the work worth spreading over the cores.
+16 s of compile became 7 s. Since the kernels share one parallel loop
+(parallel._launch, the only user now), it matters for that loop alone.
 
 A function, not a shared dict: Numba pops the keys out of the dict it is
 given, so a dict shared by two decorators would leave the second with
