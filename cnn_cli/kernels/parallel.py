@@ -23,7 +23,8 @@ items, the kernels and `_launch` is cached on disk as before.
 
 Safety: `parallel_for` checks at compile time that the tuple has exactly the
 types the item was compiled for (the item's address is always taken before
-the kernel is first compiled), and a failing item's exception propagates.
+the kernel is first compiled), and an item that raises makes the kernel
+raise RuntimeError (its own message is lost in the parallel loop).
 The launch loop calls items as (int64, int64) functions while they are
 compiled as (int64, pointer to the argument tuple): the same machine
 arguments, two 64-bit integers.
@@ -96,21 +97,33 @@ def _call_status(context, builder, address, argtypes, values):
 
 @intrinsic
 def _call_item(typingctx, address, index, context):
+    """item(index, context) through its address; True if it raised."""
     if not all(isinstance(t, types.Integer) for t in (address, index, context)):
         return None
 
     def codegen(ctx, builder, signature, llargs):
-        _call_status(ctx, builder, llargs[0], (I64, I64), llargs[1:])
-        return ctx.get_dummy_value()
+        fnty = ctx.call_conv.get_function_type(types.none, (I64, I64))
+        fnptr = builder.inttoptr(llargs[0], fnty.as_pointer())
+        status, _ = ctx.call_conv.call_function(builder, fnptr, types.none, (I64, I64), llargs[1:])
+        return status.is_error
 
-    return types.none(address, index, context), codegen
+    return types.boolean(address, index, context), codegen
 
 
 @njit(parallel=prange_only(), cache=True, error_model="numpy")
 def _launch(item, n, context):
-    """The parallel loop every kernel shares: item(i, context) for i < n."""
+    """The parallel loop every kernel shares: item(i, context) for i < n.
+
+    An exception cannot leave a parallel loop (Numba drops it), so each item's
+    failure is recorded and one error raised afterwards: the kernels' items
+    never raise by design (they flag bad input for their kernel to report), so
+    this only makes a bug loud instead of silent."""
+    failed = np.zeros(n, dtype=np.bool_)
     for i in prange(n):
-        _call_item(item, np.int64(i), context)
+        failed[i] = _call_item(item, np.int64(i), context)
+    for i in range(n):
+        if failed[i]:
+            raise RuntimeError("a parallel kernel item raised an exception (a bug in cnn-cli: please report it)")
 
 
 _launch_address: list = []
