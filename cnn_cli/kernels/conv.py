@@ -15,7 +15,7 @@ connectivity e = k·C + c, so a (K, C, Fh, Fw) weight array reshaped to
 
 Design choices, all for speed on few cores without giving up determinism:
 
-- Every prange item owns the memory it writes (an output plane, an input-gradient
+- Every parallel item owns the memory it writes (an output plane, an input-gradient
   plane, one weight-gradient entry), so there are no races and no atomics, and
   every sum runs in one fixed sequential order: results are bitwise identical
   whatever the thread count. The parallel axes are B·K (forward), B·C (input
