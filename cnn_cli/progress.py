@@ -34,7 +34,7 @@ def format_epoch_row(row: dict) -> list[str]:
 # longer than this: Numba is then compiling them (a first run, or a new Numba
 # version) rather than loading them from its cache.
 COMPILE_NOTICE_AFTER_S = 3.0
-COMPILE_NOTICE = ("compiling the kernels for this network (about 20 s, once: "
+COMPILE_NOTICE = ("compiling the kernels for this network (about 10 s, once: "
                   "later runs load them from Numba's cache)...")
 
 
