@@ -315,7 +315,6 @@ def _conv_gemm_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh
     fused = argmax.shape[0] > 0
     if B == 0:
         return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((K, C * fh * fw), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
-    P = oh * ow
     R = C * fh * fw
     chunk = max(1, min(chunk, B))  # as in forward, so kept columns line up
     Q = da.shape[2] * da.shape[3]  # P, or the pooled plane when fused
