@@ -66,6 +66,36 @@ def test_col2im_is_the_adjoint_of_im2col():
     assert np.isclose(np.sum(cols * y), np.sum(x * back), rtol=1e-12)
 
 
+def _im2col_reference(x, fh, fw, sh, sw, pt, pl, oh, ow):
+    B, C, H, W = x.shape
+    padded = np.zeros((B, C, H + pt + fh + oh * sh, W + pl + fw + ow * sw), dtype=x.dtype)
+    padded[:, :, pt:pt + H, pl:pl + W] = x
+    cols = np.empty((C * fh * fw, B * oh * ow), dtype=x.dtype)
+    for c in range(C):
+        for m in range(fh):
+            for n in range(fw):
+                window = padded[:, c, m:m + oh * sh:sh, n:n + ow * sw:sw]
+                cols[(c * fh + m) * fw + n] = window.reshape(-1)
+    return cols
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width,fw,pl,pr", [(7, 3, 0, 0), (8, 1, 0, 0), (10, 1, 0, 0), (14, 5, 0, 0), (28, 5, 2, 2),
+                                             (17, 3, 1, 0), (40, 4, 3, 1), (9, 2, 0, 1), (24, 3, 0, 0)])
+def test_im2col_rows_of_every_width_match_numpy(dtype, width, fw, pl, pr):
+    """Row copies run 8 at a time from a width of 8 (kernels/vector.py), the last one
+    overlapping; every width around and across multiples of 8, with and without
+    padding, must give exactly NumPy's windows — and no copy may spill past a row."""
+    rng = np.random.default_rng(width)
+    B, C, H, fh, pt, pb = 3, 2, 6, 2, 1, 0
+    for sw in (1, 2):
+        oh = conv_output_size(H, fh, 1, pt, pb)
+        ow = conv_output_size(width, fw, sw, pl, pr)
+        x = rng.standard_normal((B, C, H, width)).astype(dtype)
+        cols = gemm_k.im2col(x, fh, fw, 1, sw, pt, pl, oh, ow)
+        assert np.array_equal(cols, _im2col_reference(x, fh, fw, 1, sw, pt, pl, oh, ow))
+
+
 def test_spec_vector_through_gemm_path():
     image = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]],
                      dtype=np.float32)[None, None]
