@@ -96,6 +96,45 @@ def test_im2col_rows_of_every_width_match_numpy(dtype, width, fw, pl, pr):
         assert np.array_equal(cols, _im2col_reference(x, fh, fw, 1, sw, pt, pl, oh, ow))
 
 
+def _col2im_reference(cols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
+    """The adjoint of im2col, adding tap by tap in (m, n) order as the kernel does."""
+    padded = np.zeros((B, C, H + pt + fh + oh * sh, W + pl + fw + ow * sw), dtype=cols.dtype)
+    for c in range(C):
+        for m in range(fh):
+            for n in range(fw):
+                window = cols[(c * fh + m) * fw + n].reshape(B, oh, ow)
+                padded[:, c, m:m + oh * sh:sh, n:n + ow * sw:sw] += window
+    return padded[:, :, pt:pt + H, pl:pl + W]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,width,fw,pl,pr,sh", [(1, 14, 5, 0, 0, 1), (2, 12, 3, 1, 1, 1), (3, 16, 3, 0, 0, 2),
+                                                  (4, 17, 5, 2, 2, 1), (6, 14, 5, 0, 0, 1), (7, 33, 4, 3, 1, 2),
+                                                  (5, 9, 2, 0, 1, 1), (3, 40, 7, 3, 3, 3)])
+def test_col2im_gathers_every_tap_bit_for_bit(dtype, C, width, fw, pl, pr, sh):
+    """col2im with a column stride of 1 gathers each 16-wide segment of a row in
+    registers, three planes at a time (kernels/vector.py): every plane count,
+    rows wider than one segment, padding and row strides must give exactly the
+    tap-by-tap sums, and nothing outside the images' rows may change."""
+    rng = np.random.default_rng(C * 100 + width)
+    B, H, fh, pt, pb = 3, 9, 3, 1, 2
+    oh = conv_output_size(H, fh, sh, pt, pb)
+    ow = conv_output_size(width, fw, 1, pl, pr)
+    cols = rng.standard_normal((C * fh * fw, B * oh * ow)).astype(dtype)
+    dx = gemm_k.col2im(cols, B, C, H, width, fh, fw, sh, 1, pt, pl, oh, ow)
+    reference = _col2im_reference(cols, B, C, H, width, fh, fw, sh, 1, pt, pl, oh, ow)
+    assert np.array_equal(dx, reference)
+    # One chunk (image 1 alone, as a parallel item calls it): the other images stay untouched.
+    row_lo, row_hi = conv_k._tap_ranges(fh, oh, H, sh, pt)
+    col_lo, col_hi = conv_k._tap_ranges(fw, ow, width, 1, pl)
+    chunk_cols = np.ascontiguousarray(cols.reshape(-1, B, oh * ow)[:, 1])
+    out = np.full((B, C, H, width), 7.0, dtype=dtype)
+    out[1] = 0
+    gemm_k._col2im_add(chunk_cols, 1, 2, out, fh, fw, sh, 1, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    assert np.array_equal(out[1], reference[1])
+    assert np.all(out[[0, 2]] == 7.0)
+
+
 def test_spec_vector_through_gemm_path():
     image = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]],
                      dtype=np.float32)[None, None]

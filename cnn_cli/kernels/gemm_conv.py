@@ -38,7 +38,7 @@ from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
 from .blas import use_single_threaded_blas
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .vector import VECTOR, copy8
+from .vector import LANES, VECTOR, accumulate_taps, accumulate_taps3, copy8
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -97,6 +97,9 @@ def _zero_columns(cols, start):
 @njit(cache=True, error_model="numpy")
 def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi):
     """dx[b0:b1] += the adjoint of _im2col_into applied to dcols (serial, fixed order)."""
+    if sw == 1:
+        _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow)
+        return
     C = dx.shape[1]
     P = oh * ow
     for b in range(b0, b1):
@@ -117,6 +120,41 @@ def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_h
                         else:
                             for j in range(j_lo, j_hi):
                                 dst[uint64(j * sw + n - pl)] += row[uint64(src + j)]
+
+
+@njit(cache=True, error_model="numpy")
+def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
+    """_col2im_add for a column stride of 1, in gather form (kernels/vector.py):
+    each 16-wide segment of a dx row sums, in registers, every tap (m, n) that
+    reads it, in the scatter's (m, n) order — the same sums, bit for bit — and is
+    then added to dx once. Three planes at a time, so three chains of additions
+    overlap."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    P = oh * ow
+    acc = np.empty(3 * LANES, dtype=dx.dtype)
+    zero = dx.dtype.type(0)
+    for b in range(b0, b1):
+        for c0 in range(0, C, 3):
+            planes = min(3, C - c0)
+            for h in range(H):
+                for t0 in range(0, W, LANES):
+                    for t in range(3 * LANES):
+                        acc[t] = zero
+                    for m in range(fh):
+                        # Output row i reads input row h through tap m when i·sh + m − pt = h.
+                        num = h + pt - m
+                        if num < 0 or num % sh != 0 or num // sh >= oh:
+                            continue
+                        first = (c0 * fh + m) * fw
+                        base = (b - b0) * P + (num // sh) * ow
+                        if planes == 1:
+                            accumulate_taps(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
+                        else:
+                            accumulate_taps3(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
+                    for g in range(planes):
+                        row = dx[b, c0 + g, h]
+                        for t in range(min(LANES, W - t0)):
+                            row[uint64(t0 + t)] += acc[g * LANES + t]
 
 
 @njit(cache=True, error_model="numpy")
