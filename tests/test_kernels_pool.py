@@ -56,6 +56,38 @@ def test_max_nan_propagates():
     assert out[0, 0, 1, 1] == 15.0
 
 
+def _first_max_2x2(x):
+    """2×2, stride-2 max pooling in NumPy: each window scanned row by row, a value
+    replacing the maximum when greater, or NaN meeting a number (pool._takes)."""
+    B, C, H, W = x.shape
+    oh, ow = H // 2, W // 2
+    best = x[:, :, 0:2 * oh:2, 0:2 * ow:2].copy()
+    where = np.zeros(best.shape, dtype=np.int64)
+    for dh, dw in ((0, 1), (1, 0), (1, 1)):
+        v = x[:, :, dh:2 * oh:2, dw:2 * ow:2]
+        takes = (v > best) | (np.isnan(v) & ~np.isnan(best))
+        best = np.where(takes, v, best)
+        where = np.where(takes, dh * W + dw, where)
+    rows = (2 * np.arange(oh) * W)[:, None] + 2 * np.arange(ow)[None, :]
+    return best, where + rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("H,W", [(4, 16), (5, 17), (28, 28), (6, 34), (3, 40), (2, 15)])
+def test_max_2x2_rows_of_eight_match_first_max_rule(dtype, H, W):
+    """From 8 outputs a row, 2×2 max pooling runs 8 at a time (kernels/vector.py),
+    the last group overlapping the one before: with ties everywhere (values from
+    {0, 1, 2}, as after a ReLU) and NaNs, maxima and argmaxes are exactly the
+    scan-order rule's, on odd sizes too (floor rule)."""
+    rng = np.random.default_rng(H * W)
+    x = rng.integers(0, 3, (2, 3, H, W)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    out, arg = pool_k.maxpool2d_forward(x, 2, 2, 2, 2)
+    best, where = _first_max_2x2(x)
+    np.testing.assert_array_equal(out, best)
+    np.testing.assert_array_equal(arg, where)
+
+
 def test_max_backward_rejects_bad_argmax():
     with pytest.raises(ValueError):
         pool_k.maxpool2d_backward(np.ones((1, 1, 1, 1)), np.full((1, 1, 1, 1), 99, np.int64), 2, 2)

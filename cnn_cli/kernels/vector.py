@@ -17,6 +17,10 @@ number at a time.
   sums are bit for bit the same. One chain of dependent additions would wait
   on each addition's latency; `accumulate_taps3` runs three planes' chains side
   by side (col2im of LeNet-5's conv2: 27 → 12.7 µs per chunk, one thread).
+- `maxpool2x2_8` (2×2, stride-2 max pooling): eight outputs of a row at once —
+  two 16-wide row loads split into even and odd columns, the pooling's own
+  comparisons and selects lane by lane, so results and argmaxes are the scalar
+  loop's, bit for bit. The scalar loop's stride-2 reads stayed scalar.
 """
 
 from llvmlite import ir
@@ -137,3 +141,66 @@ def _tap_accumulator(planes_at_once: int):
 
 accumulate_taps = _tap_accumulator(1)
 accumulate_taps3 = _tap_accumulator(3)
+
+
+def _takes(builder, v, cur):
+    """pool._takes lane by lane: v > cur, or v is NaN and cur is not."""
+    greater = builder.fcmp_ordered(">", v, cur)
+    nan_meets_number = builder.and_(builder.fcmp_unordered("uno", v, v), builder.fcmp_ordered("ord", cur, cur))
+    return builder.or_(greater, nan_meets_number)
+
+
+@intrinsic
+def maxpool2x2_8(typingctx, x, start, width, out, out_start, arg, arg_start, index):
+    """Outputs j0..j0+7 of one row of pool._maxpool_2x2_plane: the windows whose top-left
+    numbers are x[start + 2·l] (second row x[start + width + 2·l]) for lanes l < 8.
+    out[out_start + l] = their maximum (first maximum on ties, NaN wins) and
+    arg[arg_start + l] = index + 2·l + its offset (0, 1, width or width + 1).
+    Reads x[start : start + 16] and x[start + width : start + width + 16]: the
+    caller keeps both inside the plane. Arrays are C-contiguous; starts are flat."""
+    ok = (all(isinstance(a, types.Array) and a.layout == "C" for a in (x, out, arg))
+          and x.dtype == out.dtype and isinstance(x.dtype, types.Float) and arg.dtype == types.int32
+          and all(isinstance(v, types.Integer) for v in (start, width, out_start, arg_start, index)))
+    if not ok:
+        return None
+
+    def codegen(context, builder, signature, args):
+        x_v, start_v, width_v, out_v, out_start_v, arg_v, arg_start_v, index_v = args
+        start_v, width_v, out_start_v, arg_start_v, index_v = (
+            context.cast(builder, v, t, types.int64)
+            for v, t in zip((start_v, width_v, out_start_v, arg_start_v, index_v),
+                            (signature.args[1], signature.args[2], signature.args[4], signature.args[6],
+                             signature.args[7])))
+        element = context.get_value_type(signature.args[0].dtype)
+        wide, half = ir.VectorType(element, 2 * VECTOR), ir.VectorType(element, VECTOR)
+        i32 = ir.IntType(32)
+        ints = ir.VectorType(i32, VECTOR)
+
+        def row(offset):
+            pointer = _element_pointer(context, builder, signature.args[0], x_v, offset)
+            values = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=1)
+            even = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(0, 2 * VECTOR, 2))))
+            odd = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(1, 2 * VECTOR, 2))))
+            return even, odd
+
+        a0, a1 = row(start_v)
+        a2, a3 = row(builder.add(start_v, width_v))
+        w32 = _splat(builder, width_v, ints)
+        zero, one = ir.Constant(ints, [0] * VECTOR), ir.Constant(ints, [1] * VECTOR)
+        t01 = _takes(builder, a1, a0)
+        m01 = builder.select(t01, a1, a0)
+        k01 = builder.select(t01, one, zero)
+        t23 = _takes(builder, a3, a2)
+        m23 = builder.select(t23, a3, a2)
+        k23 = builder.select(t23, builder.add(w32, one), w32)
+        t = _takes(builder, m23, m01)
+        best = builder.select(t, m23, m01)
+        lanes = ir.Constant(ints, list(range(0, 2 * VECTOR, 2)))
+        where = builder.add(builder.add(_splat(builder, index_v, ints), lanes), builder.select(t, k23, k01))
+        out_pointer = _element_pointer(context, builder, signature.args[3], out_v, out_start_v)
+        builder.store(best, builder.bitcast(out_pointer, half.as_pointer()), align=1)
+        arg_pointer = _element_pointer(context, builder, signature.args[5], arg_v, arg_start_v)
+        builder.store(where, builder.bitcast(arg_pointer, ints.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.none(x, start, width, out, out_start, arg, arg_start, index), codegen
