@@ -84,16 +84,17 @@ def _im2col_reference(x, fh, fw, sh, sw, pt, pl, oh, ow):
                                              (17, 3, 1, 0), (40, 4, 3, 1), (9, 2, 0, 1), (24, 3, 0, 0)])
 def test_im2col_rows_of_every_width_match_numpy(dtype, width, fw, pl, pr):
     """Row copies run 8 at a time from a width of 8 (kernels/vector.py), the last one
-    overlapping; every width around and across multiples of 8, with and without
-    padding, must give exactly NumPy's windows — and no copy may spill past a row."""
+    overlapping, from a zero-bordered copy of the images when padded; every width
+    around and across multiples of 8, padding on any side, row and column strides
+    must give exactly NumPy's windows — and no copy may spill past a row."""
     rng = np.random.default_rng(width)
-    B, C, H, fh, pt, pb = 3, 2, 6, 2, 1, 0
-    for sw in (1, 2):
-        oh = conv_output_size(H, fh, 1, pt, pb)
+    B, C, H, fh = 3, 2, 6, 2
+    for sh, sw, pt, pb in ((1, 1, 1, 0), (1, 2, 1, 0), (2, 1, 0, 2), (1, 1, 0, 0), (3, 1, 2, 1)):
+        oh = conv_output_size(H, fh, sh, pt, pb)
         ow = conv_output_size(width, fw, sw, pl, pr)
         x = rng.standard_normal((B, C, H, width)).astype(dtype)
-        cols = gemm_k.im2col(x, fh, fw, 1, sw, pt, pl, oh, ow)
-        assert np.array_equal(cols, _im2col_reference(x, fh, fw, 1, sw, pt, pl, oh, ow))
+        cols = gemm_k.im2col(x, fh, fw, sh, sw, pt, pl, oh, ow)
+        assert np.array_equal(cols, _im2col_reference(x, fh, fw, sh, sw, pt, pl, oh, ow))
 
 
 def _col2im_reference(cols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
