@@ -103,7 +103,16 @@ def _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow):
                         dst_row[uint64(w + pl)] = src_row[uint64(w)]
         source = padded.reshape(padded.size)
         first = 0
-    last = ow - VECTOR
+    # Where each 8-wide copy of one window goes, relative to the window's first
+    # number: the same for every tap and image, so one flat loop does a window.
+    per_row = (ow + VECTOR - 1) // VECTOR
+    src_at = np.empty(oh * per_row, dtype=np.int64)
+    dst_at = np.empty(oh * per_row, dtype=np.int64)
+    for i in range(oh):
+        for k in range(per_row):
+            j = min(k * VECTOR, ow - VECTOR)
+            src_at[i * per_row + k] = i * sh * Wp + j
+            dst_at[i * per_row + k] = i * ow + j
     for r in range(C * fh * fw):
         c = r // (fh * fw)
         m = (r // fw) % fh
@@ -112,12 +121,8 @@ def _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow):
         for b in range(b1 - b0):
             src = (((first + b) * C + c) * Hp + m) * Wp + n
             dst = b * P
-            for i in range(oh):
-                for j in range(0, last, VECTOR):
-                    copy8(row, uint64(dst + j), source, uint64(src + j))
-                copy8(row, uint64(dst + last), source, uint64(src + last))
-                src += sh * Wp
-                dst += ow
+            for k in range(oh * per_row):
+                copy8(row, uint64(dst + dst_at[k]), source, uint64(src + src_at[k]))
 
 
 @njit(cache=True, error_model="numpy")
