@@ -8,6 +8,10 @@ conv backward pass called outside a model 80× slower. The modules that call BLA
 apply this limit when they are imported.
 """
 
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from threadpoolctl import threadpool_limits
 
 _applied = False
@@ -22,3 +26,83 @@ def use_single_threaded_blas() -> None:
 
         threadpool_limits(limits=1, user_api="blas")
         _applied = True
+
+
+# ---------------------------------------------------------------- one product for every kernel
+#
+# Every matrix product of the kernels goes through `matmul`, one compiled
+# function per float type, instead of np.dot: Numba compiles np.dot once per
+# combination of operand layouts and output (C, transposed views, a given out
+# or not: seven copies, ~1.1 s of cold compile), and which transposition BLAS
+# is asked for decides which of OpenBLAS's kernels runs (see gemm_conv's
+# weight gradient), so the kernels say it explicitly.
+
+_CHAR, _SIZE, _VOID_P = ir.IntType(8), ir.IntType(64), ir.IntType(8).as_pointer()
+# numba_xxgemm(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+_GEMM_ARGS = (_CHAR, _CHAR, _CHAR, _SIZE, _SIZE, _SIZE, _VOID_P, _VOID_P, _SIZE, _VOID_P, _SIZE, _VOID_P, _VOID_P, _SIZE)
+
+
+@intrinsic
+def _column_major_gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
+    """BLAS ?gemm in its own column-major terms, alpha 1 and beta 0, through the
+    wrapper Numba's np.dot calls (numba_xxgemm: SciPy's BLAS). transa/transb are
+    booleans; a, b and c are C-contiguous arrays of one float type, passed by
+    their data pointers. Returns BLAS's status (0 when it ran)."""
+    arrays = (a, b, c)
+    if not all(isinstance(x, types.Array) and x.layout == "C" for x in arrays):
+        return None
+    if not (a.dtype == b.dtype == c.dtype and a.dtype in (types.float32, types.float64)):
+        return None
+    kind = ord("s" if a.dtype == types.float32 else "d")
+
+    def codegen(context, builder, signature, args):
+        ta, tb, m_v, n_v, k_v, a_v, lda_v, b_v, ldb_v, c_v, ldc_v = args
+        fnty = ir.FunctionType(ir.IntType(32), _GEMM_ARGS)
+        gemm = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        char, void_p = _CHAR, _VOID_P
+
+        def flag(value):
+            return builder.select(value, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
+
+        def data(array_type, value):
+            return builder.bitcast(cgutils.create_struct_proxy(array_type)(context, builder, value=value).data, void_p)
+
+        def scalar(value):
+            slot = cgutils.alloca_once_value(builder, context.get_constant(signature.args[5].dtype, value))
+            return builder.bitcast(slot, void_p)
+
+        i64 = types.int64
+        sizes = [context.cast(builder, v, t, i64) for v, t in
+                 ((m_v, signature.args[2]), (n_v, signature.args[3]), (k_v, signature.args[4]),
+                  (lda_v, signature.args[6]), (ldb_v, signature.args[8]), (ldc_v, signature.args[10]))]
+        status = builder.call(gemm, (ir.Constant(char, kind), flag(ta), flag(tb), sizes[0], sizes[1], sizes[2],
+                                     scalar(1.0), data(signature.args[5], a_v), sizes[3],
+                                     data(signature.args[7], b_v), sizes[4], scalar(0.0),
+                                     data(signature.args[9], c_v), sizes[5]))
+        return status
+
+    return types.int32(transa, transb, m, n, k, a, lda, b, ldb, c, ldc), codegen
+
+
+@njit(cache=True, error_model="numpy")
+def matmul(a, a_transposed, b, b_transposed, out):
+    """out = op(a)·op(b) on C-contiguous 2-D arrays, op(x) = xᵀ if x_transposed else x
+    (never copied: BLAS reads the stored array either way). Shapes are the
+    caller's to get right: the kernels compute them, nothing here checks them.
+
+    Row-major out (M, N) is column-major outᵀ (N, M) = op(b)ᵀ·op(a)ᵀ, so BLAS is
+    called with b first; a transposed operand is one BLAS reads transposed."""
+    M = out.shape[0]
+    N = out.shape[1]
+    K = a.shape[0] if a_transposed else a.shape[1]
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        for i in range(M):
+            for j in range(N):
+                out[i, j] = 0
+        return
+    status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, max(1, b.shape[1]), a,
+                                max(1, a.shape[1]), out, N)
+    if status != 0:
+        raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")

@@ -1,19 +1,20 @@
 """Fully connected layer with fused activation, and LeNet-5's fixed RBF output layer.
 
 Weights are stored (D, U) — inputs by units. The dense products (x·w, xᵀ·δ,
-δ·wᵀ) are BLAS calls through np.dot, single-threaded (kernels/blas.py holds every BLAS
-to one thread; Numba's pool owns the cores), so each is one fixed sequence of
-operations: bitwise repeatable for any thread count. The loops around them
-(bias, activation, δ = ∂L/∂a·f'(a), the bias gradient summed in batch order)
-are contiguous over units and vectorise; blocks of rows spread over the cores. Hand-written axpy loops did the
-products before; BLAS is 2-3× faster on fc1 of LeNet-5 (400×120) at batch 64.
+δ·wᵀ) are BLAS calls through blas.matmul, single-threaded (kernels/blas.py
+holds every BLAS to one thread; Numba's pool owns the cores), so each is one
+fixed sequence of operations: bitwise repeatable for any thread count. The
+loops around them (bias, activation, δ = ∂L/∂a·f'(a), the bias gradient summed
+in batch order) are contiguous over units and vectorise; blocks of rows spread
+over the cores. Hand-written axpy loops did the products before; BLAS is 2-3×
+faster on fc1 of LeNet-5 (400×120) at batch 64.
 """
 
 import numpy as np
 from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
-from .blas import use_single_threaded_blas
+from .blas import matmul, use_single_threaded_blas
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 I64 = types.int64
@@ -48,7 +49,7 @@ def _dense_forward_block(i, context):
     B, U = out.shape
     lo, hi = _row_block(B, blocks, i)
     rows = out[lo:hi]
-    np.dot(x[lo:hi], w, rows)
+    matmul(x[lo:hi], False, w, False, rows)
     for b in range(hi - lo):
         row = rows[b]
         for u in range(U):
@@ -59,7 +60,7 @@ def _dense_forward_block(i, context):
 def dense_forward(x, w, bias, act):
     """a = act(x·w + bias) with x (B,D), w (D,U), bias (U,) → (B,U).
 
-    Per row block: one BLAS product (np.dot, single-threaded: see blas.py), then
+    Per row block: one BLAS product (blas.matmul, single-threaded), then
     bias and activation while the block is in cache."""
     x, w, bias = np.ascontiguousarray(x), np.ascontiguousarray(w), np.ascontiguousarray(bias)
     return _dense_forward(launch_address(), _dense_forward_block.native.address(x.dtype), x, w, bias, act)
@@ -88,9 +89,9 @@ def _dense_backward_block(i, context):
     lo, hi = _row_block(B, blocks, i)
     for b in range(lo, hi):
         delta_span(da[b], a[b], delta[b], np.int64(0), U, act)
-    np.dot(x[lo:hi].T, delta[lo:hi], dw_part)
+    matmul(x[lo:hi], True, delta[lo:hi], False, dw_part)
     if need_dx:
-        np.dot(delta[lo:hi], w.T, dx[lo:hi])
+        matmul(delta[lo:hi], False, w, True, dx[lo:hi])
 
 
 def dense_backward(da, a, x, w, act, need_dx):

@@ -14,7 +14,7 @@ on cache-sized data, and the chunks spread over the cores. A 2×2, stride-2
 max pooling right after the conv can run in the same epilogue (pool=2; the
 model's ConvMaxPool step): the conv's output is pooled while in cache and
 never stored, and backward routes δ to each window's maximum itself. BLAS is called from
-inside Numba (np.dot, through SciPy's BLAS) and held to one thread, so there is
+inside Numba (blas.matmul, through SciPy's BLAS) and held to one thread, so there is
 a single thread pool: two pools spinning against each other on two cores made a
 step 5-20× slower.
 Measured on LeNet-5's conv2 at batch 64 this is ~3× faster forward and ~5×
@@ -36,7 +36,7 @@ from numba import njit, types, uint64
 from .activations import activate_span, check_code, delta_span
 from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
-from .blas import use_single_threaded_blas
+from .blas import matmul, use_single_threaded_blas
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 from .vector import LANES, VECTOR, accumulate_taps, accumulate_taps3, copy8
 
@@ -241,7 +241,8 @@ def _forward_chunk(ch, context):
     cols = kept[ch] if keep else np.empty((kept.shape[1], chunk * P), dtype=x.dtype)
     _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
     _zero_columns(cols, (b1 - b0) * P)
-    z = np.dot(w2, cols)
+    z = np.empty((K, cols.shape[1]), dtype=x.dtype)
+    matmul(w2, False, cols, False, z)
     plane = np.empty((oh, ow), dtype=x.dtype)  # one plane of a, when pooling
     plane_flat = plane.reshape(P)
     for b in range(b0, b1):
@@ -381,11 +382,12 @@ def _backward_chunk(ch, context):
     # kernel) is faster: conv2 24 → 17 µs per chunk. Below it the TN product
     # wins (conv1: K·R = 150) and δᵀ is not built.
     if small_tn:
-        np.dot(cols, delta.T, dw_part)
+        matmul(cols, False, delta, True, dw_part)
     else:
-        np.dot(cols, delta_t, dw_part)
+        matmul(cols, False, delta_t, False, dw_part)
     if need_dx:
-        dcols = np.dot(w2.T, delta)
+        dcols = np.empty((w2.shape[1], N), dtype=x.dtype)
+        matmul(w2, True, delta, False, dcols)
         _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
 
 
