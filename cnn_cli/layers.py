@@ -4,7 +4,9 @@ and calls the kernels. Forward and backward of a layer sit side by side.
 Conventions shared by every layer:
 - `params` holds trainable arrays, `grads` the matching gradients after
   `backward`, `fixed` arrays that are part of the model but never trained
-  (the RBF centres). Optimizers update `params` in place.
+  (the RBF centres). Optimizers update `params` in place. In a Model, params
+  and grads are views into one flat buffer each (model.pack_parameters), so
+  the optimizer updates every array in one pass; `set_grad` writes into them.
 - `forward(x)` caches what `backward` needs; `backward(dy)` returns dL/dx, or
   None when `need_dx` is False (the first layer: nobody wants the image's
   gradient, so the kernels skip that work).
@@ -37,9 +39,18 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.fixed: dict[str, np.ndarray] = {}
         self.need_dx = True
+        self.packed = False  # set by model.pack_parameters
         # Set by the model: True while a backward pass will follow; False for
         # inference (the conv layers then keep no im2col columns).
         self.training = True
+
+    def set_grad(self, name: str, value: np.ndarray) -> None:
+        """Store a gradient: copied into the array already held when the model packed
+        the gradients into one buffer, kept as it is otherwise (a layer on its own)."""
+        if self.packed:
+            self.grads[name][...] = value
+        else:
+            self.grads[name] = value
 
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
@@ -166,8 +177,8 @@ class Conv2D(Layer):
                 dy, self._cache_y, self._cache_x, self._csr_weight(weight), self.conn,
                 sh, sw, top, left, self.act, self.need_dx,
             )
-        self.grads["weight"] = dw.reshape(weight.shape)
-        self.grads["bias"] = db
+        self.set_grad("weight", dw.reshape(weight.shape))
+        self.set_grad("bias", db)
         return dx if self.need_dx else None
 
 
@@ -299,7 +310,8 @@ class Subsample2D(Layer):
             dy, self._cache_y, self._cache_sums, self.params["beta"], self.in_shape[1], self.in_shape[2],
             ph, pw, sh, sw, self.act, self.need_dx,
         )
-        self.grads["beta"], self.grads["bias"] = dbeta, db
+        self.set_grad("beta", dbeta)
+        self.set_grad("bias", db)
         return dx if self.need_dx else None
 
 
@@ -332,7 +344,8 @@ class Dense(Layer):
         dx, dw, db = dense_k.dense_backward(
             dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx
         )
-        self.grads["weight"], self.grads["bias"] = dw, db
+        self.set_grad("weight", dw)
+        self.set_grad("bias", db)
         # Unflatten: the layer below gets its gradient in the shape it produced.
         return dx.reshape(self._cache_shape) if self.need_dx else None
 

@@ -32,6 +32,27 @@ def execution_plan(layers: list[Layer]) -> list:
     return steps
 
 
+def pack_parameters(layers: list[Layer], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(parameters, gradients): two flat buffers, every trainable array of the layers
+    a view into the first (its values copied in) and its gradient a view into the
+    second at the same place, in model.parameters() order. The optimizer then
+    updates the whole model in one kernel call instead of one per array (ten for
+    lenet5: ~4 µs of call overhead each, as much as the update itself)."""
+    sizes = [p.size for layer in layers for p in layer.params.values()]
+    params = np.empty(sum(sizes), dtype=dtype)
+    grads = np.zeros(sum(sizes), dtype=dtype)
+    start = 0
+    for layer in layers:
+        for name, array in list(layer.params.items()):
+            stop = start + array.size
+            layer.params[name] = params[start:stop].reshape(array.shape)
+            layer.params[name][...] = array
+            layer.grads[name] = grads[start:stop].reshape(array.shape)
+            start = stop
+        layer.packed = True
+    return params, grads
+
+
 class Model:
     def __init__(self, config: Config, dtype=np.float32, seed: int | None = None, fuse: bool = True):
         self.config = config
@@ -40,6 +61,7 @@ class Model:
         self.layers: list[Layer] = [build_layer(shape, self.dtype, rng) for shape in config.layers]
         # Nobody needs the gradient with respect to the images themselves.
         self.layers[0].need_dx = False
+        self.flat_params, self.flat_grads = pack_parameters(self.layers, self.dtype)
         self.steps = execution_plan(self.layers) if fuse else list(self.layers)
 
     @property

@@ -20,6 +20,22 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1)
 
 
+def _packed_buffer(arrays: list[np.ndarray]) -> np.ndarray | None:
+    """The flat buffer that `arrays` exactly tile, in order, as contiguous views
+    (model.pack_parameters), or None."""
+    if not arrays or arrays[0].base is None:
+        return None
+    base = arrays[0].base
+    if base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    address = base.__array_interface__["data"][0]
+    for a in arrays:
+        if a.base is not base or not a.flags.c_contiguous or a.__array_interface__["data"][0] != address:
+            return None
+        address += a.nbytes
+    return base if address == base.__array_interface__["data"][0] + base.nbytes else None
+
+
 class Optimizer:
     slots: tuple[str, ...] = ()
 
@@ -27,7 +43,20 @@ class Optimizer:
         # The rate itself comes with every step() from the schedule.
         self.weight_decay = weight_decay
         self.steps = 0
-        self.state = {name: {slot: np.zeros_like(p) for slot in self.slots} for name, p in params}
+        # A model's parameters tile one flat buffer (model.pack_parameters): then
+        # the state does too, and a step is one kernel call over everything.
+        self._params = _packed_buffer([p for _, p in params])
+        if self._params is not None:
+            self._flat_slots = {slot: np.zeros_like(self._params) for slot in self.slots}
+            self.state, start = {}, 0
+            for name, p in params:
+                self.state[name] = {slot: self._flat_slots[slot][start:start + p.size].reshape(p.shape)
+                                    for slot in self.slots}
+                start += p.size
+        else:
+            self.state = {name: {slot: np.zeros_like(p) for slot in self.slots} for name, p in params}
+        self._grads: np.ndarray | None = None
+        self._grads_of: list[np.ndarray] = []
         # The kernels get every array as a flat view: one compiled signature for
         # all parameters instead of one per number of dimensions (~0.3 s of
         # compile each). Views, so updates land in the arrays themselves.
@@ -36,6 +65,13 @@ class Optimizer:
     def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float) -> None:
         """One update of every parameter; weight decay is the L2 penalty ½λ‖w‖² (gradient λw)."""
         self.steps += 1
+        if self._params is not None and len(named) == len(self.state) and named[0][1].base is self._params:
+            grads = [g for _, _, g in named]
+            if len(grads) != len(self._grads_of) or any(g is not h for g, h in zip(grads, self._grads_of)):
+                self._grads, self._grads_of = _packed_buffer(grads), grads
+            if self._grads is not None:
+                self._update(self._params, self._grads, self._flat_slots, lr)
+                return
         for name, param, grad in named:
             self._update(_flat(param), _flat(grad), self._flat_state[name], lr)
 

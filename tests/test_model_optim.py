@@ -149,3 +149,34 @@ def test_training_step_bitwise_identical_for_one_and_two_threads():
         numba.set_num_threads(before)
     for other in states[1:]:
         assert all(np.array_equal(states[0][k], other[k]) for k in states[0])
+
+
+@pytest.mark.parametrize("name,optimizer", [("lenet5", "adam"), ("lenet5-classic", "sgd")])
+def test_packed_model_updates_in_one_pass_exactly_as_array_by_array(name, optimizer):
+    """A model's trainable arrays and gradients are views into one flat buffer each
+    (model.pack_parameters), so the optimizer updates everything in one call; the
+    result must be bit for bit the array-by-array update of unpacked copies."""
+    from cnn_cli.optim import make_optimizer
+
+    config = load_config(name)
+    train = {**config.train, "optimizer": optimizer, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}
+    model = Model(config, seed=0)
+    named = list(model.parameters())
+    assert all(p.base is model.flat_params and g.base is model.flat_grads for _, p, g in named)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, *model.input_shape)).astype(np.float32)
+    labels = rng.integers(0, 10, 8).astype(np.uint8)
+    packed = make_optimizer(train, [(n, p) for n, p, _ in named])
+    loose_named = [(n, p.copy(), g) for n, p, g in named]
+    loose = make_optimizer(train, [(n, p) for n, p, _ in loose_named])
+    assert packed._params is model.flat_params and loose._params is None
+    for _ in range(3):
+        model.loss_and_gradients(x, labels)
+        loose_named = [(n, q, g.copy()) for (n, q, _), (_, _, g) in zip(loose_named, model.parameters())]
+        packed.step(list(model.parameters()), 0.01)
+        loose.step(loose_named, 0.01)
+        for (n, p, _), (_, q, _) in zip(model.parameters(), loose_named):
+            assert np.array_equal(p, q), n
+    for n in packed.state:
+        for slot, a in packed.state[n].items():
+            assert np.array_equal(a, loose.state[n][slot]), (n, slot)
