@@ -1,9 +1,12 @@
-"""Optimizer updates, one fused pass per parameter array.
+"""Optimizer updates, one fused pass over the parameters.
 
 NumPy would make four to six passes (and temporaries) per array per step;
 at batch 1 that bookkeeping cost as much as the whole backward pass. These
-loops read and write each element once. They are serial: the largest LeNet
-array has 48k entries, a few microseconds of work, less than a parallel launch.
+loops read and write each element once. A model hands its whole parameter
+buffer over in one call (model.pack_parameters); Adam's square roots and
+divisions then spread over the cores in chunks (lenet5, 61,706 numbers:
+~60 → ~30 µs per step in a training step, where the arrays come from L3), and
+SGD, a few multiply-adds per number, stays serial.
 Every array is 1-D: the Optimizer passes flat views of C-contiguous arrays
 (optim._flat refuses others), so one compiled signature serves all parameters.
 Constants are cast to the array's dtype so float32 training stays float32, and
@@ -14,7 +17,9 @@ LLVM from vectorising the loops (measured 2.4 ns per element before, see below).
 import math
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit, types, uint64
+
+from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 
 @njit(cache=True, error_model="numpy")
@@ -43,11 +48,18 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
             p[i] -= rate * vi
 
 
+# Numbers per parallel item of the Adam update: lenet5's 61,706 parameters make
+# four items, so both cores get work; the elements are independent, so the
+# result is the same for any thread count.
+ADAM_CHUNK = 16384
+
+
 @njit(cache=True, error_model="numpy")
-def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
-    """PyTorch's single-tensor Adam, step by step (L2 weight decay added to the
-    gradient, ε after bias correction): g += λw; m ← m + (1−β1)·(g − m) (lerp);
-    v ← β2·v + (1−β2)·g²; w −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
+def _adam_span(param, grad, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, step):
+    """PyTorch's single-tensor Adam on elements [lo, hi), step by step (L2 weight
+    decay added to the gradient, ε after bias correction): g += λw;
+    m ← m + (1−β1)·(g − m) (lerp); v ← β2·v + (1−β2)·g²;
+    w −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
     Constants such as 1−β are formed in float64 and then cast, as PyTorch does."""
     p, g, mm, vv = param, grad, m, v
     T = p.dtype.type
@@ -57,7 +69,7 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     step_size = T(lr / (1.0 - beta1**step))
     sqrt_bc2 = T(math.sqrt(1.0 - beta2**step))
     epsilon = T(eps)
-    for k in range(p.size):
+    for k in range(lo, hi):
         i = uint64(k)
         gi = g[i] + decay * p[i]
         mi = mm[i] + c1 * (gi - mm[i])
@@ -65,3 +77,25 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
         mm[i] = mi
         vv[i] = vi
         p[i] -= step_size * (mi / (np.sqrt(vi) / sqrt_bc2 + epsilon))
+
+
+@native_item(lambda f: (c_array(f, 1),) * 4 + (types.float64,) * 5 + (types.int64, types.int64))
+@njit(cache=True, error_model="numpy")
+def _adam_chunk(i, context):
+    """One parallel item of adam_update: elements [i·chunk, (i+1)·chunk)."""
+    p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, chunk = item_args(context)
+    lo = i * chunk
+    _adam_span(p, g, m, v, lo, min(p.size, lo + chunk), lr, beta1, beta2, eps, weight_decay, step)
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """One Adam step on flat, C-contiguous arrays of one float type (see _adam_span)."""
+    _adam_update(launch_address(), _adam_chunk.native.address(param.dtype), param, grad, m, v, float(lr),
+                 float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_update(launch, chunk_fn, p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    chunks = (p.size + ADAM_CHUNK - 1) // ADAM_CHUNK
+    parallel_for(_adam_chunk, launch, chunk_fn, chunks, (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step,
+                                                         np.int64(ADAM_CHUNK)))
