@@ -38,7 +38,7 @@ from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
 from .blas import matmul, use_single_threaded_blas
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .vector import LANES, VECTOR, accumulate_taps, accumulate_taps3, copy8
+from .vector import LANES, VECTOR, accumulate_taps3, copy8
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -189,10 +189,7 @@ def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
                             continue
                         first = (c0 * fh + m) * fw
                         base = (b - b0) * P + (num // sh) * ow
-                        if planes == 1:
-                            accumulate_taps(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
-                        else:
-                            accumulate_taps3(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
+                        accumulate_taps3(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
                     for g in range(planes):
                         row = dx[b, c0 + g, h]
                         for t in range(min(LANES, W - t0)):

@@ -9,14 +9,15 @@ number at a time.
 - `copy8` (im2col): one unaligned 8-wide load and store. Callers cover a row of
   n ≥ 8 with copies at 0, 8, 16, … and a last one at n − 8, which may repeat
   numbers already copied (harmless for a copy, never for an addition).
-- `accumulate_taps` / `accumulate_taps3` (col2im): gather form. Each 16-wide
-  segment of an input-gradient row is summed in registers over every kernel
-  tap that reads it — masked 16-wide loads, each shifted by its tap's column —
-  and added to memory once, instead of 25 scattered 10-wide additions into
-  overlapping places. The taps are added in the scatter's own order, so the
+- `accumulate_taps3` (col2im): gather form. Each 16-wide segment of an
+  input-gradient row is summed in registers over every kernel tap that reads
+  it — masked 16-wide loads, each shifted by its tap's column — and added to
+  memory once, instead of 25 scattered 10-wide additions into overlapping
+  places. The taps are added in the scatter's own order, so the
   sums are bit for bit the same. One chain of dependent additions would wait
-  on each addition's latency; `accumulate_taps3` runs three planes' chains side
-  by side (col2im of LeNet-5's conv2: 27 → 12.7 µs per chunk, one thread).
+  on each addition's latency, so three planes' chains run side by side
+  (col2im of LeNet-5's conv2: 27 → 12.7 µs per chunk, one thread); a last
+  group of one or two planes leaves the other chains empty.
 - `maxpool2x2_8` (2×2, stride-2 max pooling): eight outputs of a row at once —
   two 16-wide row loads split into even and odd columns, the pooling's own
   comparisons and selects lane by lane, so results and argmaxes are the scalar
@@ -80,7 +81,7 @@ def _masked_load(builder, pointer, mask, vector_type):
 
 
 def _tap_accumulator(planes_at_once: int):
-    """The intrinsic accumulate_taps for `planes_at_once` planes (see the module docstring)."""
+    """The tap-gathering intrinsic for `planes_at_once` planes (see the module docstring)."""
 
     @intrinsic
     def accumulate(typingctx, acc, rows, first_row, plane_rows, planes, base, lo0, taps, span):
@@ -139,7 +140,6 @@ def _tap_accumulator(planes_at_once: int):
     return accumulate
 
 
-accumulate_taps = _tap_accumulator(1)
 accumulate_taps3 = _tap_accumulator(3)
 
 
