@@ -73,12 +73,14 @@ def _first_max_2x2(x):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("H,W", [(4, 16), (5, 17), (28, 28), (6, 34), (3, 40), (2, 15)])
+@pytest.mark.parametrize("H,W", [(4, 16), (5, 17), (28, 28), (6, 34), (3, 40), (2, 15), (3, 2), (4, 5),
+                                 (10, 10), (5, 13), (7, 9)])
 def test_max_2x2_rows_of_eight_match_first_max_rule(dtype, H, W):
-    """From 8 outputs a row, 2×2 max pooling runs 8 at a time (kernels/vector.py),
-    the last group overlapping the one before: with ties everywhere (values from
-    {0, 1, 2}, as after a ReLU) and NaNs, maxima and argmaxes are exactly the
-    scan-order rule's, on odd sizes too (floor rule)."""
+    """2×2 max pooling runs 8 outputs at a time (kernels/vector.py), a row's last
+    group masked to what is left:
+    with ties everywhere (values from {0, 1, 2}, as after a ReLU) and NaNs,
+    maxima and argmaxes are exactly the scan-order rule's, on odd sizes too
+    (floor rule)."""
     rng = np.random.default_rng(H * W)
     x = rng.integers(0, 3, (2, 3, H, W)).astype(dtype)
     x[rng.random(x.shape) < 0.05] = np.nan
@@ -86,6 +88,29 @@ def test_max_2x2_rows_of_eight_match_first_max_rule(dtype, H, W):
     best, where = _first_max_2x2(x)
     np.testing.assert_array_equal(out, best)
     np.testing.assert_array_equal(arg, where)
+
+
+def test_masked_pool_group_touches_only_its_lanes():
+    """maxpool2x2 reads and writes only its `count` lanes (a row's last group):
+    everything past them keeps its sentinel."""
+    from numba import njit
+
+    from cnn_cli.kernels.vector import maxpool2x2
+
+    @njit
+    def one_group(x, out, arg, count):
+        maxpool2x2(x, 0, x.shape[1], out, 0, arg, 0, 0, count)
+
+    rng = np.random.default_rng(1)
+    for count in range(1, 9):
+        x = rng.integers(0, 3, (2, 16)).astype(np.float32)
+        out = np.full(8, 7.0, dtype=np.float32)
+        arg = np.full(8, -1, dtype=np.int32)
+        one_group(x, out, arg, count)
+        best, where = _first_max_2x2(x[None, None])
+        np.testing.assert_array_equal(out[:count], best[0, 0, 0, :count])
+        np.testing.assert_array_equal(arg[:count], where[0, 0, 0, :count])
+        assert np.all(out[count:] == 7.0) and np.all(arg[count:] == -1)
 
 
 def test_max_backward_rejects_bad_argmax():

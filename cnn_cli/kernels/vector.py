@@ -18,10 +18,11 @@ number at a time.
   on each addition's latency, so three planes' chains run side by side
   (col2im of LeNet-5's conv2: 27 → 12.7 µs per chunk, one thread); a last
   group of one or two planes leaves the other chains empty.
-- `maxpool2x2_8` (2×2, stride-2 max pooling): eight outputs of a row at once —
-  two 16-wide row loads split into even and odd columns, the pooling's own
-  comparisons and selects lane by lane, so results and argmaxes are the scalar
-  loop's, bit for bit. The scalar loop's stride-2 reads stayed scalar.
+- `maxpool2x2` (2×2, stride-2 max pooling): up to eight outputs of a row at
+  once — two 16-wide masked row loads split into even and odd columns, the
+  pooling's own comparisons and selects lane by lane, masked stores — so
+  results and argmaxes are the scalar loop's, bit for bit, and a row's last
+  group (pool2 of LeNet-5 has rows of 5) touches nothing past its end.
 """
 
 from llvmlite import ir
@@ -78,6 +79,16 @@ def _masked_load(builder, pointer, mask, vector_type):
     fnty = ir.FunctionType(vector_type, [vector_type.as_pointer(), i32, mask.type, vector_type])
     load = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{suffix}.p0")
     return builder.call(load, [pointer, ir.Constant(i32, 4), mask, ir.Constant(vector_type, None)])
+
+
+def _masked_store(builder, value, pointer, mask):
+    """Store the lanes of `value` where `mask` is set; nothing else is written."""
+    i32 = ir.IntType(32)
+    element = value.type.element
+    kind = "i32" if isinstance(element, ir.IntType) else ("f32" if isinstance(element, ir.FloatType) else "f64")
+    fnty = ir.FunctionType(ir.VoidType(), [value.type, value.type.as_pointer(), i32, mask.type])
+    store = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.store.v{value.type.count}{kind}.p0")
+    builder.call(store, [value, pointer, ir.Constant(i32, 4), mask])
 
 
 def _tap_accumulator(planes_at_once: int):
@@ -144,44 +155,70 @@ accumulate_taps3 = _tap_accumulator(3)
 
 
 def _takes(builder, v, cur):
-    """pool._takes lane by lane: v > cur, or v is NaN and cur is not."""
+    """Does v replace the maximum cur, lane by lane? Strictly greater (the first
+    maximum wins ties), or a NaN meeting a number (NaN propagates, as in
+    PyTorch): the rule of pool._maxpool_plane."""
     greater = builder.fcmp_ordered(">", v, cur)
     nan_meets_number = builder.and_(builder.fcmp_unordered("uno", v, v), builder.fcmp_ordered("ord", cur, cur))
     return builder.or_(greater, nan_meets_number)
 
 
 @intrinsic
-def maxpool2x2_8(typingctx, x, start, width, out, out_start, arg, arg_start, index):
-    """Outputs j0..j0+7 of one row of pool._maxpool_2x2_plane: the windows whose top-left
-    numbers are x[start + 2·l] (second row x[start + width + 2·l]) for lanes l < 8.
-    out[out_start + l] = their maximum (first maximum on ties, NaN wins) and
-    arg[arg_start + l] = index + 2·l + its offset (0, 1, width or width + 1).
-    Reads x[start : start + 16] and x[start + width : start + width + 16]: the
-    caller keeps both inside the plane. Arrays are C-contiguous; starts are flat."""
+def maxpool2x2(typingctx, x, start, width, out, out_start, arg, arg_start, index, count):
+    """Outputs j0 .. j0 + count − 1 (count ≤ 8) of one row of pool._maxpool_2x2_plane:
+    the windows whose top-left numbers are x[start + 2·l] (second row
+    x[start + width + 2·l]) for lanes l < count. out[out_start + l] = their
+    maximum (first maximum on ties, NaN wins) and arg[arg_start + l] =
+    index + 2·l + its offset (0, 1, width or width + 1). Masked loads and stores:
+    only x[start : start + 2·count], the same on the second row, and those
+    `count` outputs are touched. Arrays are C-contiguous; starts are flat."""
     ok = (all(isinstance(a, types.Array) and a.layout == "C" for a in (x, out, arg))
           and x.dtype == out.dtype and isinstance(x.dtype, types.Float) and arg.dtype == types.int32
-          and all(isinstance(v, types.Integer) for v in (start, width, out_start, arg_start, index)))
+          and all(isinstance(v, types.Integer) for v in (start, width, out_start, arg_start, index, count)))
     if not ok:
         return None
 
     def codegen(context, builder, signature, args):
-        x_v, start_v, width_v, out_v, out_start_v, arg_v, arg_start_v, index_v = args
-        start_v, width_v, out_start_v, arg_start_v, index_v = (
-            context.cast(builder, v, t, types.int64)
-            for v, t in zip((start_v, width_v, out_start_v, arg_start_v, index_v),
-                            (signature.args[1], signature.args[2], signature.args[4], signature.args[6],
-                             signature.args[7])))
+        x_v, _, _, out_v, _, arg_v = args[:6]
+        start_v, width_v, out_start_v, arg_start_v, index_v, count = (
+            context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2, 4, 6, 7, 8))
         element = context.get_value_type(signature.args[0].dtype)
-        wide, half = ir.VectorType(element, 2 * VECTOR), ir.VectorType(element, VECTOR)
+        wide = ir.VectorType(element, 2 * VECTOR)
         i32 = ir.IntType(32)
-        ints = ir.VectorType(i32, VECTOR)
+        ints, wide_ints = ir.VectorType(i32, VECTOR), ir.VectorType(i32, 2 * VECTOR)
+        read = builder.icmp_signed("<", ir.Constant(wide_ints, list(range(2 * VECTOR))),
+                                   _splat(builder, builder.add(count, count), wide_ints))
+        write = builder.icmp_signed("<", ir.Constant(ints, list(range(VECTOR))), _splat(builder, count, ints))
+
+        # A full group (count = 8) uses plain loads and stores: masked ones with
+        # every lane set cost 1.7× as much (pool1 of LeNet-5, Zen 4).
+        full = builder.icmp_signed(">=", count, ir.Constant(count.type, VECTOR))
 
         def row(offset):
-            pointer = _element_pointer(context, builder, signature.args[0], x_v, offset)
-            values = builder.load(builder.bitcast(pointer, wide.as_pointer()), align=1)
+            pointer = builder.bitcast(_element_pointer(context, builder, signature.args[0], x_v, offset),
+                                      wide.as_pointer())
+            with builder.if_else(full) as (whole, part):
+                with whole:
+                    plain = builder.load(pointer, align=1)
+                    plain_block = builder.block
+                with part:
+                    masked = _masked_load(builder, pointer, read, wide)
+                    masked_block = builder.block
+            values = builder.phi(wide)
+            values.add_incoming(plain, plain_block)
+            values.add_incoming(masked, masked_block)
             even = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(0, 2 * VECTOR, 2))))
             odd = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(1, 2 * VECTOR, 2))))
             return even, odd
+
+        def store(value, array_type, array, at):
+            pointer = builder.bitcast(_element_pointer(context, builder, array_type, array, at),
+                                      value.type.as_pointer())
+            with builder.if_else(full) as (whole, part):
+                with whole:
+                    builder.store(value, pointer, align=1)
+                with part:
+                    _masked_store(builder, value, pointer, write)
 
         a0, a1 = row(start_v)
         a2, a3 = row(builder.add(start_v, width_v))
@@ -197,10 +234,8 @@ def maxpool2x2_8(typingctx, x, start, width, out, out_start, arg, arg_start, ind
         best = builder.select(t, m23, m01)
         lanes = ir.Constant(ints, list(range(0, 2 * VECTOR, 2)))
         where = builder.add(builder.add(_splat(builder, index_v, ints), lanes), builder.select(t, k23, k01))
-        out_pointer = _element_pointer(context, builder, signature.args[3], out_v, out_start_v)
-        builder.store(best, builder.bitcast(out_pointer, half.as_pointer()), align=1)
-        arg_pointer = _element_pointer(context, builder, signature.args[5], arg_v, arg_start_v)
-        builder.store(where, builder.bitcast(arg_pointer, ints.as_pointer()), align=1)
+        store(best, signature.args[3], out_v, out_start_v)
+        store(where, signature.args[5], arg_v, arg_start_v)
         return context.get_dummy_value()
 
-    return types.none(x, start, width, out, out_start, arg, arg_start, index), codegen
+    return types.none(x, start, width, out, out_start, arg, arg_start, index, count), codegen
