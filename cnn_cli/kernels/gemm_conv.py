@@ -89,20 +89,18 @@ def _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow):
     P = oh * ow
     Hp = max(H + pt, (oh - 1) * sh + fh)  # the rows and columns the taps reach
     Wp = max(W + pl, ow - 1 + fw)
-    if pt == 0 and pl == 0 and Hp == H and Wp == W:
-        source = x.reshape(x.size)
-        first = b0
-    else:
-        padded = np.zeros((b1 - b0, C, Hp, Wp), dtype=x.dtype)
-        for b in range(b1 - b0):
-            for c in range(C):
-                for h in range(H):
-                    src_row = x[b0 + b, c, h]
-                    dst_row = padded[b, c, h + pt]
-                    for w in range(W):
-                        dst_row[uint64(w + pl)] = src_row[uint64(w)]
-        source = padded.reshape(padded.size)
+    flat = x.reshape(x.size)
+    source = flat
+    first = b0
+    if pt != 0 or pl != 0 or Hp != H or Wp != W:
+        source = np.zeros((b1 - b0) * C * Hp * Wp, dtype=x.dtype)
         first = 0
+        for plane in range((b1 - b0) * C):
+            for h in range(H):
+                src = ((b0 * C + plane) * H + h) * W
+                dst = (plane * Hp + h + pt) * Wp + pl
+                for w in range(W):
+                    source[uint64(dst + w)] = flat[uint64(src + w)]
     # Where each 8-wide copy of one window goes, relative to the window's first
     # number: the same for every tap and image, so one flat loop does a window.
     per_row = (ow + VECTOR - 1) // VECTOR
@@ -175,6 +173,7 @@ def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
     P = oh * ow
     acc = np.empty(3 * LANES, dtype=dx.dtype)
     zero = dx.dtype.type(0)
+    out = dx.reshape(dx.size)
     for b in range(b0, b1):
         for c0 in range(0, C, 3):
             planes = min(3, C - c0)
@@ -191,9 +190,9 @@ def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
                         base = (b - b0) * P + (num // sh) * ow
                         accumulate_taps3(acc, dcols, first, fh * fw, planes, base, -pl - t0, fw, ow)
                     for g in range(planes):
-                        row = dx[b, c0 + g, h]
+                        start = ((b * C + c0 + g) * H + h) * W + t0
                         for t in range(min(LANES, W - t0)):
-                            row[uint64(t0 + t)] += acc[g * LANES + t]
+                            out[uint64(start + t)] += acc[g * LANES + t]
 
 
 @njit(cache=True, error_model="numpy")
