@@ -91,7 +91,9 @@ def matmul(a, a_transposed, b, b_transposed, out):
     caller's to get right: the kernels compute them, nothing here checks them.
 
     Row-major out (M, N) is column-major outᵀ (N, M) = op(b)ᵀ·op(a)ᵀ, so BLAS is
-    called with b first; a transposed operand is one BLAS reads transposed."""
+    called with b first; a transposed operand is one BLAS reads transposed.
+    Callers pass the flags as np.bool_(...): a literal True or False would make
+    Numba compile a copy of this function per combination."""
     M = out.shape[0]
     N = out.shape[1]
     K = a.shape[0] if a_transposed else a.shape[1]

@@ -49,7 +49,7 @@ def _dense_forward_block(i, context):
     B, U = out.shape
     lo, hi = _row_block(B, blocks, i)
     rows = out[lo:hi]
-    matmul(x[lo:hi], False, w, False, rows)
+    matmul(x[lo:hi], np.bool_(False), w, np.bool_(False), rows)
     for b in range(hi - lo):
         row = rows[b]
         for u in range(U):
@@ -89,9 +89,9 @@ def _dense_backward_block(i, context):
     lo, hi = _row_block(B, blocks, i)
     for b in range(lo, hi):
         delta_span(da[b], a[b], delta[b], np.int64(0), U, act)
-    matmul(x[lo:hi], True, delta[lo:hi], False, dw_part)
+    matmul(x[lo:hi], np.bool_(True), delta[lo:hi], np.bool_(False), dw_part)
     if need_dx:
-        matmul(delta[lo:hi], False, w, True, dx[lo:hi])
+        matmul(delta[lo:hi], np.bool_(False), w, np.bool_(True), dx[lo:hi])
 
 
 def dense_backward(da, a, x, w, act, need_dx):

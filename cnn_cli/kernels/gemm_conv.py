@@ -238,7 +238,7 @@ def _forward_chunk(ch, context):
     _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
     _zero_columns(cols, (b1 - b0) * P)
     z = np.empty((K, cols.shape[1]), dtype=x.dtype)
-    matmul(w2, False, cols, False, z)
+    matmul(w2, np.bool_(False), cols, np.bool_(False), z)
     plane = np.empty((oh, ow), dtype=x.dtype)  # one plane of a, when pooling
     plane_flat = plane.reshape(P)
     for b in range(b0, b1):
@@ -378,12 +378,12 @@ def _backward_chunk(ch, context):
     # kernel) is faster: conv2 24 → 17 µs per chunk. Below it the TN product
     # wins (conv1: K·R = 150) and δᵀ is not built.
     if small_tn:
-        matmul(cols, False, delta, True, dw_part)
+        matmul(cols, np.bool_(False), delta, np.bool_(True), dw_part)
     else:
-        matmul(cols, False, delta_t, False, dw_part)
+        matmul(cols, np.bool_(False), delta_t, np.bool_(False), dw_part)
     if need_dx:
         dcols = np.empty((w2.shape[1], N), dtype=x.dtype)
-        matmul(w2, True, delta, False, dcols)
+        matmul(w2, np.bool_(True), delta, np.bool_(False), dcols)
         _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
 
 
