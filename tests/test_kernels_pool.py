@@ -99,7 +99,7 @@ def test_masked_pool_group_touches_only_its_lanes():
 
     @njit
     def one_group(x, out, arg, count):
-        maxpool2x2(x, 0, x.shape[1], out, 0, arg, 0, 0, count)
+        maxpool2x2(x, 0, x.shape[1], out, arg, 0, count)
 
     rng = np.random.default_rng(1)
     for count in range(1, 9):

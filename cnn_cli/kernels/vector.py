@@ -164,24 +164,25 @@ def _takes(builder, v, cur):
 
 
 @intrinsic
-def maxpool2x2(typingctx, x, start, width, out, out_start, arg, arg_start, index, count):
-    """Outputs j0 .. j0 + count − 1 (count ≤ 8) of one row of pool._maxpool_2x2_plane:
-    the windows whose top-left numbers are x[start + 2·l] (second row
-    x[start + width + 2·l]) for lanes l < count. out[out_start + l] = their
-    maximum (first maximum on ties, NaN wins) and arg[arg_start + l] =
-    index + 2·l + its offset (0, 1, width or width + 1). Masked loads and stores:
-    only x[start : start + 2·count], the same on the second row, and those
-    `count` outputs are touched. Arrays are C-contiguous; starts are flat."""
+def maxpool2x2(typingctx, x, start, width, out, arg, out_start, count):
+    """Outputs j0 .. j0 + count − 1 (count ≤ 8) of one row of pool._maxpool_2x2_plane.
+    x is one input plane, `width` numbers a row, and x[start + 2·l] the top-left
+    number of lane l's window (second row x[start + width + 2·l]), l < count.
+    out[out_start + l] = the window's maximum (first maximum on ties, NaN wins)
+    and arg[out_start + l] = its flat index in the plane: start + 2·l plus 0, 1,
+    width or width + 1. Masked loads and stores: only x[start : start + 2·count],
+    the same on the second row, and those `count` outputs are touched. Arrays are
+    C-contiguous; starts are flat; out and arg have one shape."""
     ok = (all(isinstance(a, types.Array) and a.layout == "C" for a in (x, out, arg))
           and x.dtype == out.dtype and isinstance(x.dtype, types.Float) and arg.dtype == types.int32
-          and all(isinstance(v, types.Integer) for v in (start, width, out_start, arg_start, index, count)))
+          and all(isinstance(v, types.Integer) for v in (start, width, out_start, count)))
     if not ok:
         return None
 
     def codegen(context, builder, signature, args):
-        x_v, _, _, out_v, _, arg_v = args[:6]
-        start_v, width_v, out_start_v, arg_start_v, index_v, count = (
-            context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2, 4, 6, 7, 8))
+        x_v, _, _, out_v, arg_v = args[:5]
+        start_v, width_v, out_start_v, count = (
+            context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2, 5, 6))
         element = context.get_value_type(signature.args[0].dtype)
         wide = ir.VectorType(element, 2 * VECTOR)
         i32 = ir.IntType(32)
@@ -233,9 +234,9 @@ def maxpool2x2(typingctx, x, start, width, out, out_start, arg, arg_start, index
         t = _takes(builder, m23, m01)
         best = builder.select(t, m23, m01)
         lanes = ir.Constant(ints, list(range(0, 2 * VECTOR, 2)))
-        where = builder.add(builder.add(_splat(builder, index_v, ints), lanes), builder.select(t, k23, k01))
+        where = builder.add(builder.add(_splat(builder, start_v, ints), lanes), builder.select(t, k23, k01))
         store(best, signature.args[3], out_v, out_start_v)
-        store(where, signature.args[5], arg_v, arg_start_v)
+        store(where, signature.args[4], arg_v, out_start_v)
         return context.get_dummy_value()
 
-    return types.none(x, start, width, out, out_start, arg, arg_start, index, count), codegen
+    return types.none(x, start, width, out, arg, out_start, count), codegen
