@@ -11,12 +11,29 @@ gradients of subsampling), so each item writes only its own memory and sums
 run in a fixed order: bitwise deterministic for any thread count, and even
 batch 1 has C items.
 
+One forward item and one backward item serve all four kinds (`kind` picks
+the branch, outside the loops). Mean, L_p and subsampling share their loops:
+
+- forward: s = Σ_window term(x), term = x (mean, subsampling), |x| (p = 1),
+  x² (p = 2) or |x|^p; then per output s/(ph·pw) (mean, as PyTorch's
+  avg_pool2d), β·s + bias then the activation (subsampling), √s or s^(1/p);
+- backward: a coefficient per output, δ/(ph·pw), β·δ or δ/out^(p−1) (0 where
+  out = 0), then dx[window] += coefficient · term′(x), term′ = 1, sign(x), x
+  or sign(x)·|x|^(p−1).
+
+Max pooling keeps its own loops: a running maximum and its argmax.
+Eight items and eight drivers compiled in ~5 s; two items and two drivers in
+a fraction of that (the cold compile of every kernel, `cnn bench`).
+
 Loops are ordered (output row i, tap m, tap n, output column j) with j
 innermost: contiguous in the output and delta, and in the input when the
 column stride is 1 (a separate loop for that case lets LLVM use plain vector
 loads). Max pooling is written the same way — a running maximum per output
 column updated with a select — so it vectorises too, and scanning taps (m, n)
 in row-major order with a strict `>` keeps the FIRST maximum on ties.
+
+The Python functions check shapes and allocate; the compiled drivers only
+start the parallel loop.
 """
 
 import numpy as np
@@ -28,8 +45,9 @@ from .vector import VECTOR, maxpool2x2
 
 I64 = types.int64
 
+MAX, MEAN, LP, SUBSAMPLE = 0, 1, 2, 3
 
-@njit(cache=True, error_model="numpy")
+
 def _pool_out(H, W, ph, pw, sh, sw):
     """Output size of a valid (unpadded) pooling window; rejects impossible shapes."""
     if ph < 1 or pw < 1 or sh < 1 or sw < 1:
@@ -39,56 +57,12 @@ def _pool_out(H, W, ph, pw, sh, sw):
     return (H - ph) // sh + 1, (W - pw) // sw + 1
 
 
-@njit(cache=True, error_model="numpy")
-def _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw):
-    eh, ew = _pool_out(H, W, ph, pw, sh, sw)
-    if oh != eh or ow != ew:
-        raise ValueError("pool backward: gradient shape does not match the input size and window")
+def _none(dtype, ndim):
+    """The empty array passed for an argument a kind does not use."""
+    return np.empty((0,) * ndim, dtype=dtype)
 
 
-@njit(cache=True, error_model="numpy")
-def _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow):
-    """out[b,c] = Σ over each window of x[b,c] (shared by mean pooling and subsampling)."""
-    for i in range(oh):
-        for j in range(ow):
-            out[b, c, i, uint64(j)] = 0
-        for m in range(ph):
-            r = i * sh + m
-            for n in range(pw):
-                if sw == 1:
-                    for j in range(ow):
-                        out[b, c, i, uint64(j)] += x[b, c, r, uint64(j + n)]
-                else:
-                    for j in range(ow):
-                        out[b, c, i, uint64(j)] += x[b, c, r, uint64(j * sw + n)]
-
-
-@njit(cache=True, error_model="numpy")
-def _scatter_windows(g, dx, b, c, scale, ph, pw, sh, sw, oh, ow):
-    """dx[b,c] window positions += scale · g[b,c,i,j]; dx[b,c] must be zeroed first.
-
-    `scale` multiplies (subsampling's β); mean pooling divides instead, see below.
-    """
-    for i in range(oh):
-        for m in range(ph):
-            r = i * sh + m
-            for n in range(pw):
-                if sw == 1:
-                    for j in range(ow):
-                        dx[b, c, r, uint64(j + n)] += scale * g[b, c, i, uint64(j)]
-                else:
-                    for j in range(ow):
-                        dx[b, c, r, uint64(j * sw + n)] += scale * g[b, c, i, uint64(j)]
-
-
-@njit(cache=True, error_model="numpy")
-def _zero_plane(dx, b, c, H, W):
-    for r in range(H):
-        for q in range(W):
-            dx[b, c, r, uint64(q)] = 0
-
-
-# ---------------------------------------------------------------- max
+# ---------------------------------------------------------------- the loops, one plane each
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,18 +105,152 @@ def _maxpool_plane(xp, op, ap, ph, pw, sh, sw):
                     ap[i, uint64(j)] = r * W + j * sw + n if take else ap[i, uint64(j)]
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(types.int32, 4), I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _maxpool_item(bc, context):
-    """Plane bc = b·C + c: one parallel item of maxpool2d_forward."""
-    x, out, arg, ph, pw, sh, sw = item_args(context)
-    C, W = x.shape[1], x.shape[3]
+def _window_sums(xp, sp, ph, pw, sh, sw):
+    """sp[i, j] = Σ over window (i, j) of xp (mean pooling and subsampling)."""
+    oh, ow = sp.shape
+    for i in range(oh):
+        for j in range(ow):
+            sp[i, uint64(j)] = 0
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if sw == 1:
+                    for j in range(ow):
+                        sp[i, uint64(j)] += xp[r, uint64(j + n)]
+                else:
+                    for j in range(ow):
+                        sp[i, uint64(j)] += xp[r, uint64(j * sw + n)]
+
+
+@njit(cache=True, error_model="numpy")
+def _window_norms(xp, op, p, invp, ph, pw, sh, sw):
+    """op[i, j] = (Σ over window (i, j) of |xp|^p)^(1/p); p = 1 and p = 2 avoid pow()."""
+    T = xp.dtype.type
+    oh, ow = op.shape
+    for i in range(oh):
+        for j in range(ow):
+            op[i, uint64(j)] = 0
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if p == T(2):
+                    for j in range(ow):
+                        v = xp[r, uint64(j * sw + n)]
+                        op[i, uint64(j)] += v * v
+                elif p == T(1):
+                    for j in range(ow):
+                        op[i, uint64(j)] += abs(xp[r, uint64(j * sw + n)])
+                else:
+                    for j in range(ow):
+                        op[i, uint64(j)] += abs(xp[r, uint64(j * sw + n)]) ** p
+        if p == T(2):
+            for j in range(ow):
+                op[i, uint64(j)] = np.sqrt(op[i, uint64(j)])
+        elif p != T(1):
+            for j in range(ow):
+                op[i, uint64(j)] = op[i, uint64(j)] ** invp
+
+
+@njit(cache=True, error_model="numpy")
+def _scatter_sums(cp, dp, ph, pw, sh, sw):
+    """dp[window (i, j)] += cp[i, j] (mean pooling and subsampling); dp zeroed first."""
+    oh, ow = cp.shape
+    for i in range(oh):
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if sw == 1:
+                    for j in range(ow):
+                        dp[r, uint64(j + n)] += cp[i, uint64(j)]
+                else:
+                    for j in range(ow):
+                        dp[r, uint64(j * sw + n)] += cp[i, uint64(j)]
+
+
+@njit(cache=True, error_model="numpy")
+def _scatter_norms(cp, xp, dp, p, ph, pw, sh, sw):
+    """dp[window (i, j)] += cp[i, j] · sign(x)·|x|^(p−1) (L_p pooling); dp zeroed first."""
+    T = xp.dtype.type
+    pm1 = p - T(1)
+    oh, ow = cp.shape
+    for i in range(oh):
+        for m in range(ph):
+            r = i * sh + m
+            for n in range(pw):
+                if p == T(2):
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        dp[r, q] += cp[i, uint64(j)] * xp[r, q]
+                elif p == T(1):
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        dp[r, q] += cp[i, uint64(j)] * np.sign(xp[r, q])
+                else:
+                    for j in range(ow):
+                        q = uint64(j * sw + n)
+                        v = xp[r, q]
+                        dp[r, q] += cp[i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
+
+
+# ---------------------------------------------------------------- forward, every kind
+
+
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(types.int32, 4), c_array(f, 1),
+                        c_array(f, 1), c_array(f, 1), I64, f, f, I64, I64, I64, I64, I64))
+@njit(cache=True, error_model="numpy")
+def _pool_plane(bc, context):
+    """Plane bc = b·C + c of the output: one parallel item of every pooling forward."""
+    x, out, sums, arg, flat, beta, bias, kind, p, invp, ph, pw, sh, sw, act = item_args(context)
+    C = x.shape[1]
     b = bc // C
     c = bc - b * C
-    if ph == 2 and pw == 2 and sh == 2 and sw == 2:
-        _maxpool_2x2_plane(x[b, c], out[b, c], arg[b, c], W)
-    else:
-        _maxpool_plane(x[b, c], out[b, c], arg[b, c], ph, pw, sh, sw)
+    xp, op = x[b, c], out[b, c]
+    oh, ow = op.shape
+    if kind == MAX:
+        if ph == 2 and pw == 2 and sh == 2 and sw == 2:
+            _maxpool_2x2_plane(xp, op, arg[b, c], x.shape[3])
+        else:
+            _maxpool_plane(xp, op, arg[b, c], ph, pw, sh, sw)
+    elif kind == MEAN:
+        _window_sums(xp, op, ph, pw, sh, sw)
+        area = x.dtype.type(ph * pw)
+        for i in range(oh):
+            for j in range(ow):
+                op[i, uint64(j)] /= area
+    elif kind == LP:
+        _window_norms(xp, op, p, invp, ph, pw, sh, sw)
+    else:  # SUBSAMPLE: the window sums are kept, as ∂z/∂β
+        sp = sums[b, c]
+        _window_sums(xp, sp, ph, pw, sh, sw)
+        bt, bs = beta[c], bias[c]
+        for i in range(oh):
+            for j in range(ow):
+                op[i, uint64(j)] = bt * sp[i, uint64(j)] + bs
+        activate_span(flat, bc * oh * ow, (bc + 1) * oh * ow, act)
+
+
+@njit(cache=True, error_model="numpy")
+def _pool_forward(launch, item_fn, x, out, sums, arg, flat, beta, bias, kind, p, invp, ph, pw, sh, sw, act):
+    parallel_for(_pool_plane, launch, item_fn, x.shape[0] * x.shape[1],
+                 (x, out, sums, arg, flat, beta, bias, kind, p, invp, ph, pw, sh, sw, act))
+
+
+def _forward(kind, x, ph, pw, sh, sw, p=1.0, beta=None, bias=None, act=0):
+    """(out, window sums or None, argmax or None) of one pooling kind."""
+    x = np.ascontiguousarray(x)
+    B, C, H, W = x.shape
+    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
+    dt = x.dtype
+    out = np.empty((B, C, oh, ow), dtype=dt)
+    sums = np.empty_like(out) if kind == SUBSAMPLE else _none(dt, 4)
+    arg = np.empty((B, C, oh, ow), dtype=np.int32) if kind == MAX else _none(np.int32, 4)
+    beta = _none(dt, 1) if beta is None else beta
+    bias = _none(dt, 1) if bias is None else bias
+    T = dt.type
+    _pool_forward(launch_address(), _pool_plane.native.address(dt), x, out, sums, arg, out.reshape(-1), beta, bias,
+                  kind, T(p), T(1) / T(p), ph, pw, sh, sw, act)
+    return out, sums, arg
 
 
 def maxpool2d_forward(x, ph, pw, sh, sw):
@@ -150,172 +258,13 @@ def maxpool2d_forward(x, ph, pw, sh, sw):
     window in row-major scan order, used by backward to route δ. int32, as in
     the fused conv + pooling kernel: half the memory traffic of int64, and one
     compiled copy of the 2×2 plane helper for both."""
-    x = np.ascontiguousarray(x)
-    return _maxpool2d_forward(launch_address(), _maxpool_item.native.address(x.dtype), x, ph, pw, sh, sw)
-
-
-@njit(cache=True, error_model="numpy")
-def _maxpool2d_forward(launch, item_fn, x, ph, pw, sh, sw):
-    B, C, H, W = x.shape
-    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
-    out = np.empty((B, C, oh, ow), dtype=x.dtype)
-    arg = np.empty((B, C, oh, ow), dtype=np.int32)
-    parallel_for(_maxpool_item, launch, item_fn, B * C, (x, out, arg, ph, pw, sh, sw))
+    out, _, arg = _forward(MAX, x, ph, pw, sh, sw)
     return out, arg
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(types.int32, 4), c_array(f, 3), c_array(types.boolean, 1)))
-@njit(cache=True, error_model="numpy")
-def _maxpool_backward_plane(bc, context):
-    """Plane bc = b·C + c of dx (flattened): one parallel item of maxpool2d_backward."""
-    dout, argmax, dflat, bad = item_args(context)
-    C, oh, ow = dout.shape[1], dout.shape[2], dout.shape[3]
-    HW = dflat.shape[2]
-    b = bc // C
-    c = bc - b * C
-    for q in range(HW):
-        dflat[b, c, uint64(q)] = 0
-    for i in range(oh):
-        for j in range(ow):
-            idx = argmax[b, c, i, j]
-            if idx < 0 or idx >= HW:
-                bad[bc] = True  # never write outside the plane
-            else:
-                dflat[b, c, idx] += dout[b, c, i, j]
-
-
-def maxpool2d_backward(dout, argmax, H, W):
-    """dx (B,C,H,W): each δ goes to its window's recorded argmax only; with
-    overlapping windows a pixel that is the maximum of several windows gets
-    the sum of their δ."""
-    if argmax.shape != dout.shape:
-        raise ValueError("maxpool2d_backward: argmax and dout shapes differ")
-    dout = np.ascontiguousarray(dout)
-    if argmax.dtype != np.int32:  # clipped, so an out-of-range index stays out of range
-        argmax = np.clip(argmax, -1, np.iinfo(np.int32).max).astype(np.int32)
-    argmax = np.ascontiguousarray(argmax)
-    return _maxpool2d_backward(launch_address(), _maxpool_backward_plane.native.address(dout.dtype), dout, argmax, H, W)
-
-
-@njit(cache=True, error_model="numpy")
-def _maxpool2d_backward(launch, item_fn, dout, argmax, H, W):
-    B, C = dout.shape[0], dout.shape[1]  # argmax's shape is checked by maxpool2d_backward
-    dx = np.empty((B, C, H, W), dtype=dout.dtype)
-    dflat = dx.reshape(B, C, H * W)
-    bad = np.zeros(B * C, dtype=np.bool_)
-    parallel_for(_maxpool_backward_plane, launch, item_fn, B * C, (dout, argmax, dflat, bad))
-    for bc in range(B * C):
-        if bad[bc]:
-            raise ValueError("maxpool2d_backward: argmax index outside the input map")
-    return dx
-
-
-# ---------------------------------------------------------------- mean
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, f))
-@njit(cache=True, error_model="numpy")
-def _mean_plane(bc, context):
-    """Plane bc = b·C + c: one parallel item of meanpool2d_forward."""
-    x, out, ph, pw, sh, sw, area = item_args(context)
-    oh, ow = out.shape[2], out.shape[3]
-    b = bc // out.shape[1]
-    c = bc - b * out.shape[1]
-    _window_sums(x, out, b, c, ph, pw, sh, sw, oh, ow)
-    for i in range(oh):
-        for j in range(ow):
-            out[b, c, i, uint64(j)] /= area
 
 
 def meanpool2d_forward(x, ph, pw, sh, sw):
     """Window average (sum, then one division by ph·pw as PyTorch's avg_pool2d does)."""
-    x = np.ascontiguousarray(x)
-    return _meanpool2d_forward(launch_address(), _mean_plane.native.address(x.dtype), x, ph, pw, sh, sw)
-
-
-@njit(cache=True, error_model="numpy")
-def _meanpool2d_forward(launch, plane_fn, x, ph, pw, sh, sw):
-    B, C, H, W = x.shape
-    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
-    out = np.empty((B, C, oh, ow), dtype=x.dtype)
-    area = x.dtype.type(ph * pw)
-    parallel_for(_mean_plane, launch, plane_fn, B * C, (x, out, ph, pw, sh, sw, area))
-    return out
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), I64, I64, I64, I64, f))
-@njit(cache=True, error_model="numpy")
-def _mean_backward_plane(bc, context):
-    """Plane bc = b·C + c of dx: one parallel item of meanpool2d_backward."""
-    dout, dx, ph, pw, sh, sw, area = item_args(context)
-    oh, ow = dout.shape[2], dout.shape[3]
-    H, W = dx.shape[2], dx.shape[3]
-    b = bc // dx.shape[1]
-    c = bc - b * dx.shape[1]
-    _zero_plane(dx, b, c, H, W)
-    for i in range(oh):
-        for m in range(ph):
-            r = i * sh + m
-            for n in range(pw):
-                if sw == 1:
-                    for j in range(ow):
-                        dx[b, c, r, uint64(j + n)] += dout[b, c, i, uint64(j)] / area
-                else:
-                    for j in range(ow):
-                        dx[b, c, r, uint64(j * sw + n)] += dout[b, c, i, uint64(j)] / area
-
-
-def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
-    """δ/(ph·pw) to every position of each window; overlaps add up."""
-    dout = np.ascontiguousarray(dout)
-    return _meanpool2d_backward(launch_address(), _mean_backward_plane.native.address(dout.dtype), dout, H, W,
-                                ph, pw, sh, sw)
-
-
-@njit(cache=True, error_model="numpy")
-def _meanpool2d_backward(launch, plane_fn, dout, H, W, ph, pw, sh, sw):
-    B, C, oh, ow = dout.shape
-    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
-    dx = np.empty((B, C, H, W), dtype=dout.dtype)
-    area = dout.dtype.type(ph * pw)
-    parallel_for(_mean_backward_plane, launch, plane_fn, B * C, (dout, dx, ph, pw, sh, sw, area))
-    return dx
-
-
-# ---------------------------------------------------------------- L_p norm
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), f, f, I64, I64, I64, I64))
-@njit(cache=True, error_model="numpy")
-def _lp_plane(bc, context):
-    """Plane bc = b·C + c: one parallel item of lppool2d_forward."""
-    x, out, P, invp, ph, pw, sh, sw = item_args(context)
-    b = bc // x.shape[1]
-    c = bc - b * x.shape[1]
-    T = x.dtype.type
-    oh, ow = out.shape[2], out.shape[3]
-    for i in range(oh):
-        for j in range(ow):
-            out[b, c, i, uint64(j)] = 0
-        for m in range(ph):
-            r = i * sh + m
-            for n in range(pw):
-                if P == T(2):
-                    for j in range(ow):
-                        v = x[b, c, r, uint64(j * sw + n)]
-                        out[b, c, i, uint64(j)] += v * v
-                elif P == T(1):
-                    for j in range(ow):
-                        out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)])
-                else:
-                    for j in range(ow):
-                        out[b, c, i, uint64(j)] += abs(x[b, c, r, uint64(j * sw + n)]) ** P
-        if P == T(2):
-            for j in range(ow):
-                out[b, c, i, uint64(j)] = np.sqrt(out[b, c, i, uint64(j)])
-        elif P != T(1):
-            for j in range(ow):
-                out[b, c, i, uint64(j)] = out[b, c, i, uint64(j)] ** invp
+    return _forward(MEAN, x, ph, pw, sh, sw)[0]
 
 
 def lppool2d_forward(x, p, ph, pw, sh, sw):
@@ -324,120 +273,9 @@ def lppool2d_forward(x, p, ph, pw, sh, sw):
     p = 1 and p = 2 avoid pow(). Equals torch.nn.functional.lp_pool2d for p = 2
     and for x ≥ 0 (PyTorch raises x to p without abs()).
     """
-    x = np.ascontiguousarray(x)
-    return _lppool2d_forward(launch_address(), _lp_plane.native.address(x.dtype), x, float(p), ph, pw, sh, sw)
-
-
-@njit(cache=True, error_model="numpy")
-def _lppool2d_forward(launch, plane_fn, x, p, ph, pw, sh, sw):
-    B, C, H, W = x.shape
-    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
-    T = x.dtype.type
-    P = T(p)
-    if not (P >= T(1)):
+    if not p >= 1:
         raise ValueError("lppool2d: p must be >= 1")
-    invp = T(1) / P
-    out = np.empty((B, C, oh, ow), dtype=x.dtype)
-    parallel_for(_lp_plane, launch, plane_fn, B * C, (x, out, P, invp, ph, pw, sh, sw))
-    return out
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), f, f,
-                        I64, I64, I64, I64))
-@njit(cache=True, error_model="numpy")
-def _lp_backward_plane(bc, context):
-    """Plane bc = b·C + c of dx: one parallel item of lppool2d_backward."""
-    dout, x, out, coef, dx, P, pm1, ph, pw, sh, sw = item_args(context)
-    b = bc // x.shape[1]
-    c = bc - b * x.shape[1]
-    T = x.dtype.type
-    zero = T(0)
-    H, W = x.shape[2], x.shape[3]
-    oh, ow = out.shape[2], out.shape[3]
-    for i in range(oh):
-        for j in range(ow):
-            o = out[b, c, i, uint64(j)]
-            g = dout[b, c, i, uint64(j)]
-            if P == T(2):
-                q = g / o
-            elif P == T(1):
-                q = g
-            else:
-                q = g / o**pm1
-            coef[b, c, i, uint64(j)] = q if o > zero else zero
-    _zero_plane(dx, b, c, H, W)
-    for i in range(oh):
-        for m in range(ph):
-            r = i * sh + m
-            for n in range(pw):
-                if P == T(2):
-                    for j in range(ow):
-                        q = uint64(j * sw + n)
-                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * x[b, c, r, q]
-                elif P == T(1):
-                    for j in range(ow):
-                        q = uint64(j * sw + n)
-                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * np.sign(x[b, c, r, q])
-                else:
-                    for j in range(ow):
-                        q = uint64(j * sw + n)
-                        v = x[b, c, r, q]
-                        dx[b, c, r, q] += coef[b, c, i, uint64(j)] * (np.sign(v) * abs(v) ** pm1)
-
-
-def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
-    """∂out/∂x = sign(x)·(|x|/out)^(p−1) for each window x belongs to; 0 where out == 0
-    (the norm is not differentiable there; 0 is the subgradient that keeps
-    training finite)."""
-    dout, x, out = np.ascontiguousarray(dout), np.ascontiguousarray(x), np.ascontiguousarray(out)
-    return _lppool2d_backward(launch_address(), _lp_backward_plane.native.address(x.dtype), dout, x, out, float(p),
-                              ph, pw, sh, sw)
-
-
-@njit(cache=True, error_model="numpy")
-def _lppool2d_backward(launch, plane_fn, dout, x, out, p, ph, pw, sh, sw):
-    B, C, H, W = x.shape
-    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
-    if dout.shape != out.shape or out.shape[0] != B or out.shape[1] != C or out.shape[2] != oh or out.shape[3] != ow:
-        raise ValueError("lppool2d_backward: dout/out shapes do not match x and the window")
-    T = x.dtype.type
-    P = T(p)
-    if not (P >= T(1)):
-        raise ValueError("lppool2d: p must be >= 1")
-    pm1 = P - T(1)
-    # coef = δ / out^(p−1) once per output, so the scatter loop is a plain
-    # multiply-add.
-    coef = np.empty((B, C, oh, ow), dtype=x.dtype)
-    dx = np.empty((B, C, H, W), dtype=x.dtype)
-    parallel_for(_lp_backward_plane, launch, plane_fn, B * C, (dout, x, out, coef, dx, P, pm1, ph, pw, sh, sw))
-    return dx
-
-
-# ---------------------------------------------------------------- LeNet-5 subsampling
-
-
-@njit(cache=True, error_model="numpy")
-def _subsample_plane(x, sums, a, b, c, bt, bs, ph, pw, sh, sw):
-    """sums[b, c] = the window sums; a[b, c] = β·sums + bias (before the activation)."""
-    oh, ow = a.shape[2], a.shape[3]
-    _window_sums(x, sums, b, c, ph, pw, sh, sw, oh, ow)
-    for i in range(oh):
-        for j in range(ow):
-            a[b, c, i, uint64(j)] = bt * sums[b, c, i, uint64(j)] + bs
-
-
-@native_item(lambda f: (c_array(f, 4), c_array(f, 1), c_array(f, 1), c_array(f, 4), c_array(f, 4), c_array(f, 1),
-                        I64, I64, I64, I64, I64))
-@njit(cache=True, error_model="numpy")
-def _subsample_item(bc, context):
-    """Plane bc = b·C + c: one parallel item of subsample_forward."""
-    x, beta, bias, sums, a, flat, ph, pw, sh, sw, act = item_args(context)
-    C = x.shape[1]
-    b = bc // C
-    c = bc - b * C
-    plane = a.shape[2] * a.shape[3]
-    _subsample_plane(x, sums, a, b, c, beta[c], bias[c], ph, pw, sh, sw)
-    activate_span(flat, bc * plane, (bc + 1) * plane, act)
+    return _forward(LP, x, ph, pw, sh, sw, p=p)[0]
 
 
 def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
@@ -445,23 +283,130 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
 
     Returns (a, sums); the window sums are ∂z/∂β, which backward needs.
     """
+    check_code(act)
     x, beta, bias = np.ascontiguousarray(x), np.ascontiguousarray(beta), np.ascontiguousarray(bias)
-    return _subsample_forward(launch_address(), _subsample_item.native.address(x.dtype), x, beta, bias,
-                              ph, pw, sh, sw, act)
+    if beta.size != x.shape[1] or bias.size != x.shape[1]:
+        raise ValueError("subsample: beta and bias need one entry per channel")
+    a, sums, _ = _forward(SUBSAMPLE, x, ph, pw, sh, sw, beta=beta, bias=bias, act=act)
+    return a, sums
+
+
+# ---------------------------------------------------------------- backward, every kind
+
+
+@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(types.int32, 4),
+                        c_array(f, 4), c_array(f, 1), c_array(types.boolean, 1), I64, f, I64, I64, I64, I64))
+@njit(cache=True, error_model="numpy")
+def _pool_backward_plane(bc, context):
+    """Plane bc = b·C + c of dx: one parallel item of every pooling backward.
+    dout is δ itself for subsampling (its activation's derivative applied)."""
+    dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw = item_args(context)
+    C = dx.shape[1]
+    b = bc // C
+    c = bc - b * C
+    dp, g = dx[b, c], dout[b, c]
+    H, W = dp.shape
+    oh, ow = g.shape
+    for r in range(H):
+        for q in range(W):
+            dp[r, uint64(q)] = 0
+    if kind == MAX:
+        ap, dflat = argmax[b, c], dp.reshape(H * W)
+        for i in range(oh):
+            for j in range(ow):
+                idx = ap[i, j]
+                if idx < 0 or idx >= H * W:
+                    bad[bc] = True  # never write outside the plane
+                else:
+                    dflat[idx] += g[i, j]
+        return
+    T = dx.dtype.type
+    cp = coef[b, c]
+    if kind == MEAN:
+        area = T(ph * pw)
+        for i in range(oh):
+            for j in range(ow):
+                cp[i, uint64(j)] = g[i, uint64(j)] / area
+    elif kind == SUBSAMPLE:
+        bt = beta[c]
+        for i in range(oh):
+            for j in range(ow):
+                cp[i, uint64(j)] = bt * g[i, uint64(j)]
+    else:  # LP: δ / out^(p−1), computed once per output so the scatter is a multiply-add
+        op = out[b, c]
+        zero = T(0)
+        for i in range(oh):
+            for j in range(ow):
+                o = op[i, uint64(j)]
+                d = g[i, uint64(j)]
+                if p == T(2):
+                    q = d / o
+                elif p == T(1):
+                    q = d
+                else:
+                    q = d / o ** (p - T(1))
+                cp[i, uint64(j)] = q if o > zero else zero
+        _scatter_norms(cp, x[b, c], dp, p, ph, pw, sh, sw)
+        return
+    _scatter_sums(cp, dp, ph, pw, sh, sw)
 
 
 @njit(cache=True, error_model="numpy")
-def _subsample_forward(launch, item_fn, x, beta, bias, ph, pw, sh, sw, act):
-    check_code(act)
-    B, C, H, W = x.shape
-    if beta.size != C or bias.size != C:
-        raise ValueError("subsample: beta and bias need one entry per channel")
-    oh, ow = _pool_out(H, W, ph, pw, sh, sw)
-    sums = np.empty((B, C, oh, ow), dtype=x.dtype)
-    a = np.empty((B, C, oh, ow), dtype=x.dtype)
-    flat = a.reshape(a.size)
-    parallel_for(_subsample_item, launch, item_fn, B * C, (x, beta, bias, sums, a, flat, ph, pw, sh, sw, act))
-    return a, sums
+def _pool_backward(launch, item_fn, dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw):
+    parallel_for(_pool_backward_plane, launch, item_fn, dx.shape[0] * dx.shape[1],
+                 (dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw))
+
+
+def _backward(kind, dout, H, W, ph, pw, sh, sw, x=None, out=None, argmax=None, beta=None, p=1.0):
+    """dx (B, C, H, W) of one pooling kind, given dout (δ for subsampling)."""
+    dout = np.ascontiguousarray(dout)
+    B, C, oh, ow = dout.shape
+    if kind != MAX and (oh, ow) != _pool_out(H, W, ph, pw, sh, sw):  # max: its argmax says where δ goes
+        raise ValueError("pool backward: gradient shape does not match the input size and window")
+    dt = dout.dtype
+    dx = np.empty((B, C, H, W), dtype=dt)
+    coef = _none(dt, 4) if kind == MAX else np.empty_like(dout)
+    bad = np.zeros(B * C if kind == MAX else 0, dtype=np.bool_)
+    x = _none(dt, 4) if x is None else x
+    out = _none(dt, 4) if out is None else out
+    argmax = _none(np.int32, 4) if argmax is None else argmax
+    beta = _none(dt, 1) if beta is None else beta
+    _pool_backward(launch_address(), _pool_backward_plane.native.address(dt), dout, x, out, coef, argmax, dx, beta,
+                   bad, kind, dt.type(p), ph, pw, sh, sw)
+    if bad.any():
+        raise ValueError("maxpool2d_backward: argmax index outside the input map")
+    return dx
+
+
+def maxpool2d_backward(dout, argmax, H, W):
+    """dx (B,C,H,W): each δ goes to its window's recorded argmax only; with
+    overlapping windows a pixel that is the maximum of several windows gets
+    the sum of their δ."""
+    if argmax.shape != dout.shape:
+        raise ValueError("maxpool2d_backward: argmax and dout shapes differ")
+    if argmax.dtype != np.int32:  # clipped, so an out-of-range index stays out of range
+        argmax = np.clip(argmax, -1, np.iinfo(np.int32).max).astype(np.int32)
+    return _backward(MAX, dout, H, W, 0, 0, 0, 0, argmax=np.ascontiguousarray(argmax))
+
+
+def meanpool2d_backward(dout, H, W, ph, pw, sh, sw):
+    """δ/(ph·pw) to every position of each window; overlaps add up."""
+    return _backward(MEAN, dout, H, W, ph, pw, sh, sw)
+
+
+def lppool2d_backward(dout, x, out, p, ph, pw, sh, sw):
+    """∂out/∂x = sign(x)·(|x|/out)^(p−1) for each window x belongs to; 0 where out == 0
+    (the norm is not differentiable there; 0 is the subgradient that keeps
+    training finite)."""
+    if not p >= 1:
+        raise ValueError("lppool2d: p must be >= 1")
+    x, out = np.ascontiguousarray(x), np.ascontiguousarray(out)
+    if dout.shape != out.shape or out.shape[:2] != x.shape[:2]:
+        raise ValueError("lppool2d_backward: dout/out shapes do not match x and the window")
+    return _backward(LP, dout, x.shape[2], x.shape[3], ph, pw, sh, sw, x=x, out=out, p=p)
+
+
+# ---------------------------------------------------------------- LeNet-5 subsampling's parameters
 
 
 @native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 2), c_array(f, 2), c_array(f, 1), c_array(f, 1)))
@@ -492,16 +437,9 @@ def _subsample_param_grads(c, context):
     dbias[c] = ss
 
 
-@native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 1), I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
-def _subsample_input_grad_plane(bc, context):
-    """Plane bc = b·C + c of dx: one parallel item of subsample_backward."""
-    delta, dx, beta, ph, pw, sh, sw = item_args(context)
-    C, oh, ow = delta.shape[1], delta.shape[2], delta.shape[3]
-    b = bc // C
-    c = bc - b * C
-    _zero_plane(dx, b, c, dx.shape[2], dx.shape[3])
-    _scatter_windows(delta, dx, b, c, beta[c], ph, pw, sh, sw, oh, ow)
+def _subsample_params(launch, item_fn, delta, sums, rb, rs, dbeta, dbias):
+    parallel_for(_subsample_param_grads, launch, item_fn, delta.shape[1], (delta, sums, rb, rs, dbeta, dbias))
 
 
 def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
@@ -515,24 +453,11 @@ def subsample_backward(da, a, sums, beta, H, W, ph, pw, sh, sw, act, need_dx):
         raise ValueError("subsample_backward: da, a, sums and beta shapes disagree")
     delta = activation_backward(da, a, act)  # δ = da · f'(a)
     sums, beta = np.ascontiguousarray(sums), np.ascontiguousarray(beta)
-    return _subsample_backward(launch_address(), _subsample_param_grads.native.address(delta.dtype),
-                               _subsample_input_grad_plane.native.address(delta.dtype),
-                               delta, sums, beta, H, W, ph, pw, sh, sw, need_dx)
-
-
-@njit(cache=True, error_model="numpy")
-def _subsample_backward(launch, param_fn, input_fn, delta, sums, beta, H, W, ph, pw, sh, sw, need_dx):
     B, C, oh, ow = delta.shape
-    _check_grad_shape(oh, ow, H, W, ph, pw, sh, sw)
     dt = delta.dtype
-    dbeta = np.empty(C, dtype=dt)
-    dbias = np.empty(C, dtype=dt)
-    rb = np.empty((C, ow), dtype=dt)
-    rs = np.empty((C, ow), dtype=dt)
-    parallel_for(_subsample_param_grads, launch, param_fn, C, (delta, sums, rb, rs, dbeta, dbias))
-
+    dbeta, dbias = np.empty(C, dtype=dt), np.empty(C, dtype=dt)
+    _subsample_params(launch_address(), _subsample_param_grads.native.address(dt), delta, sums,
+                      np.empty((C, ow), dtype=dt), np.empty((C, ow), dtype=dt), dbeta, dbias)
     if not need_dx:
         return np.empty((0, 0, 0, 0), dtype=dt), dbeta, dbias
-    dx = np.empty((B, C, H, W), dtype=dt)
-    parallel_for(_subsample_input_grad_plane, launch, input_fn, B * C, (delta, dx, beta, ph, pw, sh, sw))
-    return dx, dbeta, dbias
+    return _backward(SUBSAMPLE, delta, H, W, ph, pw, sh, sw, beta=beta), dbeta, dbias
