@@ -64,13 +64,6 @@ class Layer:
             setattr(self, attr, None)
 
 
-# Size of one GEMM chunk's column matrix, in numbers (see Conv2D.gemm_chunk):
-# 64k float32 = 256 KB, half of a Zen 3 core's L2. Of 40k-100k (and, counted in
-# output positions, 400-8192) tried on lenet5 at batches 16-1000, this was best:
-# conv1 runs chunks of 3 images, conv2 of 4, so batch 16 already spreads over
-# two cores.
-GEMM_CHUNK_ELEMENTS = 65536
-
 # Keep a conv's im2col columns from forward for backward when a column is at least
 # this long (C·Fh·Fw); shorter ones are cheaper to recompute than to store and
 # read back. Measured at batch 64: conv2 of LeNet-5 (150) backward 1.03 -> 0.82 ms
@@ -115,6 +108,10 @@ class Conv2D(Layer):
             self.conn = conv_k.table_connections(np.array(spec.connections, dtype=bool))
             weight_shape = (len(self.conn[1]), fh, fw)
         self.connections = len(self.conn[1])
+        # A table's weights go into the kernels' dense (K, C·Fh·Fw) matrix, and
+        # their gradients come back out, through these positions (kernels/conv.py).
+        self._dense_at = (None if spec.connections is None
+                          else conv_k.dense_index(self.conn[1], self.conn[2], channels, fh, fw))
         fan_in = self.connections * fh * fw // spec.filters
         std = _init_std(spec.activation, fan_in)
         self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
@@ -122,42 +119,30 @@ class Conv2D(Layer):
         self.act = ACTIVATIONS[spec.activation]
         self._cache_x = self._cache_y = self._cache_cols = self._cache_argmax = None
 
-    def _csr_weight(self, w: np.ndarray) -> np.ndarray:
-        return w.reshape(self.connections, *self.spec.kernel)
-
-    # A fully connected conv runs as chunked im2col + BLAS products
-    # (kernels/gemm_conv.py), several times faster than the direct loops; a
-    # connection table keeps the direct kernels, whose CSR layout skips the
-    # absent weights.
+    def _weight_matrix(self) -> np.ndarray:
+        """The (K, C·Fh·Fw) weight matrix the GEMM kernels take."""
+        w = self.params["weight"]
+        if self._dense_at is None:
+            return w.reshape(self.spec.filters, -1)
+        return conv_k.dense_weights(w, self._dense_at, self.spec.filters, self.in_shape[0])
 
     @property
     def gemm_chunk(self) -> int:
-        """Images per parallel chunk: a chunk's column matrix (C·Fh·Fw × images·P)
-        holds about GEMM_CHUNK_ELEMENTS numbers, so it stays in cache. A function of
-        the layer's shape only, never of the thread count, so weight-gradient sums
-        keep the same order everywhere."""
-        return max(1, GEMM_CHUNK_ELEMENTS // (self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1]
-                                               * self.out_shape[1] * self.out_shape[2]))
+        """Images per parallel chunk (kernels/gemm_conv.py chunk_images)."""
+        return gemm_k.chunk_images(self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1],
+                                   self.out_shape[1] * self.out_shape[2])
 
     def forward(self, x, pool: int = 0):
-        """a = f(conv(x) + b); with pool=2 (a GEMM conv only, see ConvMaxPool) the
-        2×2, stride-2 max pooling of a instead, computed in the same kernel."""
+        """a = f(conv(x) + b); with pool=2 (see ConvMaxPool) the 2×2, stride-2 max
+        pooling of a instead, computed in the same kernel."""
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         oh, ow = self.out_shape[1], self.out_shape[2]
-        if self.spec.connections is None:
-            fh, fw = self.spec.kernel
-            w2 = self.params["weight"].reshape(self.spec.filters, -1)
-            kept_bytes = x.shape[0] * w2.shape[1] * oh * ow * self.dtype.itemsize
-            keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
-            y, self._cache_cols, self._cache_argmax = gemm_k.conv_gemm_forward(
-                x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
-        else:
-            if pool:
-                raise ValueError("only a conv without a connection table can fuse its pooling")
-            y = conv_k.conv2d_forward(
-                x, self._csr_weight(self.params["weight"]), self.params["bias"], self.conn[0], self.conn[1],
-                sh, sw, top, left, oh, ow, self.act,
-            )
+        fh, fw = self.spec.kernel
+        w2 = self._weight_matrix()
+        kept_bytes = x.shape[0] * w2.shape[1] * oh * ow * self.dtype.itemsize
+        keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
+        y, self._cache_cols, self._cache_argmax = gemm_k.conv_gemm_forward(
+            x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
         self._cache_x, self._cache_y = x, y
         return y
 
@@ -165,18 +150,13 @@ class Conv2D(Layer):
         """dy is the gradient of what forward returned (the pooled output when fused)."""
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         weight = self.params["weight"]
-        if self.spec.connections is None:
-            fh, fw = self.spec.kernel
-            dx, dw, db = gemm_k.conv_gemm_backward(
-                dy, self._cache_y, self._cache_argmax, self._cache_x, weight.reshape(self.spec.filters, -1),
-                self._cache_cols, fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act,
-                self.need_dx, self.gemm_chunk,
-            )
-        else:
-            dx, dw, db = conv_k.conv2d_backward(
-                dy, self._cache_y, self._cache_x, self._csr_weight(weight), self.conn,
-                sh, sw, top, left, self.act, self.need_dx,
-            )
+        fh, fw = self.spec.kernel
+        dx, dw, db = gemm_k.conv_gemm_backward(
+            dy, self._cache_y, self._cache_argmax, self._cache_x, self._weight_matrix(), self._cache_cols,
+            fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act, self.need_dx, self.gemm_chunk,
+        )
+        if self._dense_at is not None:
+            dw = conv_k.connected_weights(dw, self._dense_at, weight.shape)
         self.set_grad("weight", dw.reshape(weight.shape))
         self.set_grad("bias", db)
         return dx if self.need_dx else None
@@ -220,7 +200,7 @@ class ConvMaxPool:
 
     @staticmethod
     def fits(conv: Layer, pool: Layer) -> bool:
-        return (isinstance(conv, Conv2D) and conv.spec.connections is None and isinstance(pool, MaxPool2D)
+        return (isinstance(conv, Conv2D) and isinstance(pool, MaxPool2D)
                 and tuple(pool.spec.size) == (2, 2) and tuple(pool.spec.stride) == (2, 2))
 
     @property

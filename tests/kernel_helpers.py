@@ -106,6 +106,34 @@ def ref_conv2d(x, w, bias, stride, pad):
     return out
 
 
+def ref_conv2d_backward(x, w, stride, pad, delta):
+    """(dx, dw, dbias) of ref_conv2d given the pre-activation gradient delta (B,K,oh,ow):
+    every window's patch times its δ into dw, w times δ back onto the window in dx."""
+    sh, sw = stride
+    t, b, l, r = pad
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+    _, _, Fh, Fw = w.shape
+    dxp = np.zeros(xp.shape)
+    dw = np.zeros(w.shape)
+    for i in range(delta.shape[2]):
+        for j in range(delta.shape[3]):
+            rows, cols = slice(i * sh, i * sh + Fh), slice(j * sw, j * sw + Fw)
+            d = delta[:, :, i, j]
+            dw += np.einsum("bk,bcmn->kcmn", d, xp[:, :, rows, cols])
+            dxp[:, :, rows, cols] += np.einsum("bk,kcmn->bcmn", d, w)
+    return dxp[:, :, t:t + x.shape[2], l:l + x.shape[3]], dw, delta.sum(axis=(0, 2, 3))
+
+
+# f'(z) as a function of the output a = f(z) (kernels/activations.py).
+NP_ACT_DERIVATIVE = {
+    IDENTITY: lambda a: np.ones_like(a),
+    RELU: lambda a: (a > 0).astype(a.dtype),
+    SIGMOID: lambda a: a * (1 - a),
+    TANH: lambda a: 1 - a * a,
+    SCALED_TANH: lambda a: (2.0 / 3.0) / 1.7159 * (1.7159 ** 2 - a * a),
+}
+
+
 def ref_pool(x, ph, pw, sh, sw, reduce):
     """reduce(window (B,C,ph,pw)) -> (B,C) over every valid window (floor rule)."""
     B, C, H, W = x.shape

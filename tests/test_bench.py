@@ -183,7 +183,7 @@ def test_bench_json_has_the_documented_figures(bench_json):
                 "first_batch_after_launch_s"):
         assert _positive(c[key]), key
     # Every kernel compiled in the cold process (names are module.function).
-    for kernel in ("conv._conv2d_forward", "conv._forward_item", "pool._pool_forward", "pool._pool_backward",
+    for kernel in ("gemm_conv._conv_gemm_forward", "gemm_conv._forward_chunk", "pool._pool_forward", "pool._pool_backward",
                    "pool._window_norms", "pool._scatter_norms", "pool._subsample_param_grads",
                    "dense._rbf_backward", "dense._rbf_backward_row",
                    "loss.softmax_cross_entropy", "loss.softmax"):

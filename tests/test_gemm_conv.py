@@ -1,4 +1,4 @@
-"""The im2col + BLAS convolution path against the direct kernels (the reference)."""
+"""The im2col + BLAS convolution kernels against slow NumPy references (tests/kernel_helpers.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from cnn_cli.kernels import pool as pool_k
 from cnn_cli.kernels.activations import ACTIVATIONS
 from cnn_cli.layers import Conv2D
 
+from kernel_helpers import NP_ACT, NP_ACT_DERIVATIVE, ref_conv2d, ref_conv2d_backward
 
-def direct(x, w, b, stride, pad, out_hw, act, da, need_dx=True):
-    K, C = w.shape[:2]
-    conn = conv_k.full_connections(C, K)
-    w3 = w.reshape(K * C, *w.shape[2:])
-    a = conv_k.conv2d_forward(x, w3, b, conn[0], conn[1], stride[0], stride[1], pad[0], pad[2], *out_hw, act)
-    dx, dw, db = conv_k.conv2d_backward(da, a, x, w3, conn, stride[0], stride[1], pad[0], pad[2], act, need_dx)
-    return a, dx, dw.reshape(w.shape), db
+
+def reference(x, w, b, stride, pad, act, da):
+    """(a, dx, dw, dbias) of a conv layer, from the NumPy references."""
+    a = NP_ACT[act](ref_conv2d(x, w, b, stride, pad))
+    delta = da * NP_ACT_DERIVATIVE[act](a)
+    return (a, *ref_conv2d_backward(x, w, stride, pad, delta))
 
 
 @settings(max_examples=25, deadline=None)
@@ -31,7 +31,7 @@ def direct(x, w, b, stride, pad, out_hw, act, da, need_dx=True):
     pad=st.tuples(*[st.integers(0, 2)] * 4), act=st.sampled_from(sorted(ACTIVATIONS)),
     seed=st.integers(0, 1000),
 )
-def test_layer_gemm_path_matches_direct_kernels(c, k, h, w, fh, fw, sh, sw, pad, act, seed):
+def test_layer_matches_numpy_reference(c, k, h, w, fh, fw, sh, sw, pad, act, seed):
     top, bottom, left, right = pad
     oh = conv_output_size(h, fh, sh, top, bottom)
     ow = conv_output_size(w, fw, sw, left, right)
@@ -45,8 +45,8 @@ def test_layer_gemm_path_matches_direct_kernels(c, k, h, w, fh, fw, sh, sw, pad,
     da = rng.standard_normal((2, k, oh, ow))
     a = layer.forward(x)
     dx = layer.backward(da)
-    ref_a, ref_dx, ref_dw, ref_db = direct(x, layer.params["weight"], layer.params["bias"], (sh, sw), pad,
-                                           (oh, ow), ACTIVATIONS[act], da)
+    ref_a, ref_dx, ref_dw, ref_db = reference(x, layer.params["weight"], layer.params["bias"], (sh, sw), pad,
+                                              ACTIVATIONS[act], da)
     np.testing.assert_allclose(a, ref_a, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-12)
@@ -126,8 +126,8 @@ def test_col2im_gathers_every_tap_bit_for_bit(dtype, C, width, fw, pl, pr, sh):
     reference = _col2im_reference(cols, B, C, H, width, fh, fw, sh, 1, pt, pl, oh, ow)
     assert np.array_equal(dx, reference)
     # One chunk (image 1 alone, as a parallel item calls it): the other images stay untouched.
-    row_lo, row_hi = conv_k._tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = conv_k._tap_ranges(fw, ow, width, 1, pl)
+    row_lo, row_hi = gemm_k._tap_ranges(fh, oh, H, sh, pt)
+    col_lo, col_hi = gemm_k._tap_ranges(fw, ow, width, 1, pl)
     chunk_cols = np.ascontiguousarray(cols.reshape(-1, B, oh * ow)[:, 1])
     out = np.full((B, C, H, width), 7.0, dtype=dtype)
     out[1] = 0
@@ -177,7 +177,7 @@ def test_gemm_path_keeps_dtype(dtype):
 @pytest.mark.parametrize("chunk", [1, 3, 7])
 def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk, keep):
     """Chunks of 1, 3 or 7 images (7 = the whole batch; 3 leaves a short, zero-padded
-    last chunk), with the columns kept from forward or recomputed: the direct kernels' results."""
+    last chunk), with the columns kept from forward or recomputed: the NumPy reference's results."""
     rng = np.random.default_rng(chunk)
     B, C, H, W, K = 7, 2, 6, 6, 3
     x = rng.standard_normal((B, C, H, W))
@@ -189,7 +189,7 @@ def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk, keep):
     assert cols.shape[0] == (-(-B // chunk) if keep else 0)
     dx, dw, db = gemm_k.conv_gemm_backward(da, a, argmax, x, w.reshape(K, -1), cols, 3, 3, 1, 1, 0, 0, 4, 4, act,
                                            True, chunk)
-    ref = direct(x, w, b, (1, 1), (0, 0, 0, 0), (4, 4), act, da)
+    ref = reference(x, w, b, (1, 1), (0, 0, 0, 0), act, da)
     np.testing.assert_allclose(a, ref[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, ref[1], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dw.reshape(w.shape), ref[2], rtol=1e-10, atol=1e-12)
@@ -255,8 +255,8 @@ def test_model_with_fused_steps_equals_layer_by_layer(config_name, batch):
 
 
 def test_execution_plan_fuses_only_what_one_kernel_can_run():
-    """Fused: a GEMM conv followed by 2×2 stride-2 max pooling. Not fused: a conv with a
-    connection table, overlapping or other pooling, a pool not right after a conv."""
+    """Fused: a conv followed by 2×2 stride-2 max pooling. Not fused: overlapping or
+    other pooling, a pool not right after a conv."""
     from cnn_cli.bench import every_kernel_config
     from cnn_cli.config import load_config
     from cnn_cli.model import Model

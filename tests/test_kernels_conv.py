@@ -240,39 +240,52 @@ def test_conv_output_size_rejects_impossible(args):
 
 
 def test_full_connections_layout():
-    conn_ptr, conn_c, conn_k_, tconn_ptr, tconn_e = conv_k.full_connections(3, 4)
-    for arr in (conn_ptr, conn_c, conn_k_, tconn_ptr, tconn_e):
+    conn_ptr, conn_c, conn_k_ = conv_k.full_connections(3, 4)
+    for arr in (conn_ptr, conn_c, conn_k_):
         assert arr.dtype == np.int64
     np.testing.assert_array_equal(conn_ptr, [0, 3, 6, 9, 12])
     e = np.arange(12)
     np.testing.assert_array_equal(conn_c, e % 3)
     np.testing.assert_array_equal(conn_k_, e // 3)
-    np.testing.assert_array_equal(tconn_ptr, [0, 4, 8, 12])
-    # input map c is read by e = k·C + c, increasing
-    np.testing.assert_array_equal(tconn_e, [0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11])
 
 
 def test_table_connections_lenet_c3():
     conn = conv_k.table_connections(LENET_C3_TABLE)
-    conn_ptr, conn_c, conn_k_, tconn_ptr, tconn_e = conn
+    conn_ptr, conn_c, conn_k_ = conn
     nnz = 6 * 3 + 9 * 4 + 1 * 6
-    assert nnz == 60 and conn_c.size == nnz and conn_k_.size == nnz and tconn_e.size == nnz
-    assert conn_ptr.size == 17 and tconn_ptr.size == 7
+    assert nnz == 60 and conn_c.size == nnz and conn_k_.size == nnz
+    assert conn_ptr.size == 17
     # SPEC §7: (6·3 + 9·4 + 1·6)·25 + 16 = 1516 parameters
     assert nnz * 25 + 16 == 1516
     for k in range(16):
         es = np.arange(conn_ptr[k], conn_ptr[k + 1])
         assert np.all(conn_k_[es] == k)
         np.testing.assert_array_equal(conn_c[es], np.flatnonzero(LENET_C3_TABLE[:, k]))
-    for c in range(6):
-        es = tconn_e[tconn_ptr[c]:tconn_ptr[c + 1]]
-        assert np.all(np.diff(es) > 0)
-        assert np.all(conn_c[es] == c)
-        assert len(es) == LENET_C3_TABLE[c].sum()
     # an all-True table is exactly full connectivity
     full = conv_k.full_connections(6, 16)
     for a, b in zip(conv_k.table_connections(np.ones((6, 16), bool)), full):
         np.testing.assert_array_equal(a, b)
+
+
+def test_table_weights_fill_the_dense_matrix_and_come_back_out():
+    """The kernels take a dense (K, C·Fh·Fw) matrix: connected weights in their
+    (k, c) block, exact zeros elsewhere; a gradient comes back as the connected
+    entries only, in CSR order."""
+    conn = conv_k.table_connections(LENET_C3_TABLE)
+    w = np.random.default_rng(3).standard_normal((60, 5, 5))
+    index = conv_k.dense_index(conn[1], conn[2], 6, 5, 5)
+    dense = conv_k.dense_weights(w, index, 16, 6)
+    assert dense.shape == (16, 6 * 25)
+    np.testing.assert_array_equal(dense.reshape(16, 6, 5, 5), dense_weights_from_csr(w, conn, 6, 16))
+    np.testing.assert_array_equal(conv_k.connected_weights(dense, index, w.shape), w)
+    assert np.count_nonzero(dense) == np.count_nonzero(w)
+
+
+def test_a_pair_connected_twice_is_rejected():
+    """Two weights for one (filter, input map) pair would share one dense entry."""
+    x, w = np.zeros((1, 2, 5, 5)), np.zeros((2, 3, 3))
+    with pytest.raises(ValueError, match="connected twice"):
+        conv_k.conv2d_forward(x, w, np.zeros(1), np.array([0, 2]), np.array([1, 1]), 1, 1, 0, 0, 3, 3, 0)
 
 
 def test_table_connections_rejects_bad_tables():

@@ -33,11 +33,11 @@ def test_activation_codes():
 
 def test_importing_activations_compiles_nothing():
     code = (
-        "import cnn_cli.kernels.activations as a, cnn_cli.kernels.conv as c;"
+        "import cnn_cli.kernels.activations as a, cnn_cli.kernels.conv as c, cnn_cli.kernels.gemm_conv as g;"
         "assert a.ACTIVATIONS['relu'] == 1;"
         "assert c.same_padding(28, 5, 1) == (2, 2) and c.conv_output_size(32, 5, 1, 0, 0) == 28;"
-        "assert not a._activation_forward.signatures and not c._conv2d_forward.signatures;"
-        "assert not a.delta_span.signatures and not c._forward_item.signatures"
+        "assert not a._activation_forward.signatures and not g._conv_gemm_forward.signatures;"
+        "assert not a.delta_span.signatures and not g._forward_chunk.signatures"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

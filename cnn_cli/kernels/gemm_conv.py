@@ -1,8 +1,8 @@
 """Convolution as matrix products: the helpers around a BLAS GEMM.
 
-The direct kernels in conv.py are the reference (and the path for connection
-tables). For a fully connected convolution the layer instead lowers the input
-to a column matrix (im2col) and lets BLAS do the three products
+Every convolution runs here (conv.py maps a connection table onto the dense
+weights these kernels take). The input is lowered to a column matrix (im2col)
+and BLAS does the three products
 
     forward      Z  = W · cols                  (K, n)
     weight grad  dWᵀ = cols · δᵀ                (C·Fh·Fw, K)
@@ -17,9 +17,9 @@ never stored, and backward routes δ to each window's maximum itself. BLAS is ca
 inside Numba (blas.matmul, through SciPy's BLAS) and held to one thread, so there is
 a single thread pool: two pools spinning against each other on two cores made a
 step 5-20× slower.
-Measured on LeNet-5's conv2 at batch 64 this is ~3× faster forward and ~5×
-backward than the direct loops: BLAS blocks for registers and cache, which
-short 10-wide rows never let the direct loops do.
+Measured on LeNet-5's conv2 at batch 64 this was ~3× faster forward and ~5×
+backward than the direct loops conv.py used to run: BLAS blocks for registers
+and cache, which short 10-wide rows never let the direct loops do.
 
 Layout: row r = (c·Fh + m)·Fw + n, column q = (b − b0)·P + i·ow + j, where
 P = oh·ow and b0 is the chunk's first image.
@@ -34,7 +34,6 @@ import numpy as np
 from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
-from .conv import _tap_ranges
 from .pool import _maxpool_2x2_plane
 from .blas import matmul, use_single_threaded_blas
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
@@ -44,6 +43,39 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
 # OpenBLAS's limit for its small-matrix TN kernel, M·N in column-major terms (see _backward_chunk).
 _SMALL_TN_MAX = 1200
+
+# Size of one chunk's column matrix, in numbers (see chunk_images): 64k float32
+# = 256 KB, half of a Zen 3 core's L2. Of 40k-100k (and, counted in output
+# positions, 400-8192) tried on lenet5 at batches 16-1000, this was best:
+# conv1 runs chunks of 3 images, conv2 of 4, so batch 16 already spreads over
+# two cores.
+CHUNK_ELEMENTS = 65536
+
+
+def chunk_images(R, P):
+    """Images per parallel chunk for columns of length R = C·Fh·Fw and P output
+    positions per image: a chunk's column matrix holds about CHUNK_ELEMENTS
+    numbers, so it stays in cache. A function of the layer's shape only, never
+    of the thread count, so weight-gradient sums keep the same order everywhere."""
+    return max(1, CHUNK_ELEMENTS // (R * P))
+
+
+@njit(cache=True, error_model="numpy")
+def _tap_ranges(f, out_n, in_n, s, p):
+    """For each tap m < f, the output positions [lo[m], hi[m]) whose tap m lands on a
+    real input pixel: 0 ≤ i·s + m − p < in_n. Everything outside is padding."""
+    lo = np.empty(f, dtype=np.int64)
+    hi = np.empty(f, dtype=np.int64)
+    for m in range(f):
+        a = p - m  # need i·s ≥ a
+        first = (a + s - 1) // s if a > 0 else 0
+        b = in_n - 1 + p - m  # need i·s ≤ b
+        last = b // s + 1 if b >= 0 else 0
+        first = min(first, out_n)
+        last = min(last, out_n)
+        lo[m] = first
+        hi[m] = max(last, first)
+    return lo, hi
 
 
 @njit(cache=True, error_model="numpy")
