@@ -126,8 +126,10 @@ class Adam(Optimizer):
     def _update(self, param, grad, state, lr):
         from .kernels.optim import adam_update
 
+        # Step 0 only from load_kernel, on copies, before training: its bias
+        # corrections would divide by zero.
         adam_update(param, grad, state["m"], state["v"], lr, self.beta1, self.beta2, self.eps,
-                    self.weight_decay, self.steps)
+                    self.weight_decay, max(self.steps, 1))
 
 
 def make_optimizer(train: dict, params: list[tuple[str, np.ndarray]]) -> Optimizer:

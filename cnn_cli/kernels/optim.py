@@ -14,8 +14,6 @@ indices are unsigned: Numba's wraparound test for negative indices would stop
 LLVM from vectorising the loops (measured 2.4 ns per element before, see below).
 """
 
-import math
-
 import numpy as np
 from numba import njit, types, uint64
 
@@ -55,19 +53,19 @@ ADAM_CHUNK = 16384
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_span(param, grad, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, step):
-    """PyTorch's single-tensor Adam on elements [lo, hi), step by step (L2 weight
-    decay added to the gradient, ε after bias correction): g += λw;
-    m ← m + (1−β1)·(g − m) (lerp); v ← β2·v + (1−β2)·g²;
-    w −= lr/(1−β1ᵗ) · m / (√v/√(1−β2ᵗ) + ε).
+def _adam_span(param, grad, m, v, lo, hi, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt):
+    """PyTorch's single-tensor Adam on elements [lo, hi) (L2 weight decay added to
+    the gradient, ε after bias correction): g += λw; m ← m + (1−β1)·(g − m)
+    (lerp); v ← β2·v + (1−β2)·g²; w −= step_size · m / (√v/bias2_sqrt + ε),
+    with step_size = lr/(1−β1ᵗ) and bias2_sqrt = √(1−β2ᵗ) from adam_update.
     Constants such as 1−β are formed in float64 and then cast, as PyTorch does."""
     p, g, mm, vv = param, grad, m, v
     T = p.dtype.type
     b2 = T(beta2)
     c1, c2 = T(1.0 - beta1), T(1.0 - beta2)
     decay = T(weight_decay)
-    step_size = T(lr / (1.0 - beta1**step))
-    sqrt_bc2 = T(math.sqrt(1.0 - beta2**step))
+    rate = T(step_size)
+    sqrt_bc2 = T(bias2_sqrt)
     epsilon = T(eps)
     for k in range(lo, hi):
         i = uint64(k)
@@ -76,26 +74,34 @@ def _adam_span(param, grad, m, v, lo, hi, lr, beta1, beta2, eps, weight_decay, s
         vi = b2 * vv[i] + c2 * gi * gi
         mm[i] = mi
         vv[i] = vi
-        p[i] -= step_size * (mi / (np.sqrt(vi) / sqrt_bc2 + epsilon))
+        p[i] -= rate * (mi / (np.sqrt(vi) / sqrt_bc2 + epsilon))
 
 
-@native_item(lambda f: (c_array(f, 1),) * 4 + (types.float64,) * 5 + (types.int64, types.int64))
+@native_item(lambda f: (c_array(f, 1),) * 4 + (types.float64,) * 6 + (types.int64,))
 @njit(cache=True, error_model="numpy")
 def _adam_chunk(i, context):
     """One parallel item of adam_update: elements [i·chunk, (i+1)·chunk)."""
-    p, g, m, v, lr, beta1, beta2, eps, weight_decay, step, chunk = item_args(context)
+    p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt, chunk = item_args(context)
     lo = i * chunk
-    _adam_span(p, g, m, v, lo, min(p.size, lo + chunk), lr, beta1, beta2, eps, weight_decay, step)
+    _adam_span(p, g, m, v, lo, min(p.size, lo + chunk), beta1, beta2, eps, weight_decay, step_size, bias2_sqrt)
 
 
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
-    """One Adam step on flat, C-contiguous arrays of one float type (see _adam_span)."""
-    _adam_update(launch_address(), _adam_chunk.native.address(param.dtype), param, grad, m, v, float(lr),
-                 float(beta1), float(beta2), float(eps), float(weight_decay), int(step))
+    """One Adam step on flat, C-contiguous arrays of one float type (see _adam_span).
+
+    The bias corrections are computed here, in Python floats, exactly as
+    PyTorch's Adam computes them (`beta ** step` and `** 0.5` are C's pow(); Numba's float ** int
+    multiplies by squaring and differed from it in the last bit for about
+    half of the steps tried), and Numba's power routine no longer compiles
+    (0.5 s of the cold compile)."""
+    step_size = float(lr) / (1.0 - float(beta1) ** int(step))
+    bias2_sqrt = (1.0 - float(beta2) ** int(step)) ** 0.5
+    _adam_update(launch_address(), _adam_chunk.native.address(param.dtype), param, grad, m, v, float(beta1),
+                 float(beta2), float(eps), float(weight_decay), step_size, bias2_sqrt)
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_update(launch, chunk_fn, p, g, m, v, lr, beta1, beta2, eps, weight_decay, step):
+def _adam_update(launch, chunk_fn, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt):
     chunks = (p.size + ADAM_CHUNK - 1) // ADAM_CHUNK
-    parallel_for(_adam_chunk, launch, chunk_fn, chunks, (p, g, m, v, lr, beta1, beta2, eps, weight_decay, step,
-                                                         np.int64(ADAM_CHUNK)))
+    parallel_for(_adam_chunk, launch, chunk_fn, chunks, (p, g, m, v, beta1, beta2, eps, weight_decay, step_size,
+                                                         bias2_sqrt, np.int64(ADAM_CHUNK)))
