@@ -36,6 +36,8 @@ The Python functions check shapes and allocate; the compiled drivers only
 start the parallel loop.
 """
 
+import functools
+
 import numpy as np
 from numba import njit, types, uint64
 
@@ -57,8 +59,10 @@ def _pool_out(H, W, ph, pw, sh, sw):
     return (H - ph) // sh + 1, (W - pw) // sw + 1
 
 
+@functools.lru_cache(maxsize=None)
 def _none(dtype, ndim):
-    """The empty array passed for an argument a kind does not use."""
+    """The empty array passed for an argument a kind does not use (one per type:
+    it holds nothing, and every call saves an allocation)."""
     return np.empty((0,) * ndim, dtype=dtype)
 
 
@@ -295,23 +299,24 @@ def subsample_forward(x, beta, bias, ph, pw, sh, sw, act):
 
 
 @native_item(lambda f: (c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(f, 4), c_array(types.int32, 4),
-                        c_array(f, 4), c_array(f, 1), c_array(types.boolean, 1), I64, f, I64, I64, I64, I64))
+                        c_array(f, 4), c_array(f, 3), c_array(f, 1), c_array(types.boolean, 1), I64, f,
+                        I64, I64, I64, I64))
 @njit(cache=True, error_model="numpy")
 def _pool_backward_plane(bc, context):
     """Plane bc = b·C + c of dx: one parallel item of every pooling backward.
     dout is δ itself for subsampling (its activation's derivative applied)."""
-    dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw = item_args(context)
+    dout, x, out, coef, argmax, dx, dx_flat, beta, bad, kind, p, ph, pw, sh, sw = item_args(context)
     C = dx.shape[1]
     b = bc // C
     c = bc - b * C
     dp, g = dx[b, c], dout[b, c]
     H, W = dp.shape
     oh, ow = g.shape
-    for r in range(H):
-        for q in range(W):
-            dp[r, uint64(q)] = 0
+    dflat = dx_flat[b, c]  # dp as one row (a reshape here would cost a call per item)
+    for q in range(H * W):
+        dflat[uint64(q)] = 0
     if kind == MAX:
-        ap, dflat = argmax[b, c], dp.reshape(H * W)
+        ap = argmax[b, c]
         for i in range(oh):
             for j in range(ow):
                 idx = ap[i, j]
@@ -352,9 +357,9 @@ def _pool_backward_plane(bc, context):
 
 
 @njit(cache=True, error_model="numpy")
-def _pool_backward(launch, item_fn, dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw):
+def _pool_backward(launch, item_fn, dout, x, out, coef, argmax, dx, dx_flat, beta, bad, kind, p, ph, pw, sh, sw):
     parallel_for(_pool_backward_plane, launch, item_fn, dx.shape[0] * dx.shape[1],
-                 (dout, x, out, coef, argmax, dx, beta, bad, kind, p, ph, pw, sh, sw))
+                 (dout, x, out, coef, argmax, dx, dx_flat, beta, bad, kind, p, ph, pw, sh, sw))
 
 
 def _backward(kind, dout, H, W, ph, pw, sh, sw, x=None, out=None, argmax=None, beta=None, p=1.0):
@@ -366,14 +371,14 @@ def _backward(kind, dout, H, W, ph, pw, sh, sw, x=None, out=None, argmax=None, b
     dt = dout.dtype
     dx = np.empty((B, C, H, W), dtype=dt)
     coef = _none(dt, 4) if kind == MAX else np.empty_like(dout)
-    bad = np.zeros(B * C if kind == MAX else 0, dtype=np.bool_)
+    bad = np.zeros(B * C, dtype=np.bool_) if kind == MAX else _none(np.bool_, 1)
     x = _none(dt, 4) if x is None else x
     out = _none(dt, 4) if out is None else out
     argmax = _none(np.int32, 4) if argmax is None else argmax
     beta = _none(dt, 1) if beta is None else beta
-    _pool_backward(launch_address(), _pool_backward_plane.native.address(dt), dout, x, out, coef, argmax, dx, beta,
-                   bad, kind, dt.type(p), ph, pw, sh, sw)
-    if bad.any():
+    _pool_backward(launch_address(), _pool_backward_plane.native.address(dt), dout, x, out, coef, argmax, dx,
+                   dx.reshape(B, C, H * W), beta, bad, kind, dt.type(p), ph, pw, sh, sw)
+    if kind == MAX and bad.any():
         raise ValueError("maxpool2d_backward: argmax index outside the input map")
     return dx
 
