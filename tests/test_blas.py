@@ -1,6 +1,8 @@
 """blas.matmul: the one matrix product every kernel calls (BLAS ?gemm, any transposition)."""
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -28,3 +30,21 @@ def test_empty_inner_dimension_gives_zeros(M, N):
     out = np.full((M, N), np.nan, dtype=np.float32)
     matmul(np.empty((M, 0), np.float32), False, np.empty((0, N), np.float32), False, out)
     assert np.array_equal(out, np.zeros((M, N), np.float32))
+
+
+def test_kernels_load_scipys_blas_without_scipy_linalg_and_single_threaded():
+    """The kernels need only scipy.linalg.cython_blas, not the 150 ms of scipy.linalg
+    around it; both BLAS libraries (NumPy's and SciPy's) are held to one thread."""
+    code = (
+        "import sys, numpy as np;"
+        "from cnn_cli.kernels import gemm_conv;"
+        "from cnn_cli.kernels.blas import matmul;"
+        "from threadpoolctl import threadpool_info;"
+        "out = np.empty((2, 2), np.float32);"
+        "matmul(np.eye(2, dtype=np.float32), np.bool_(False), np.full((2, 2), 3, np.float32), np.bool_(False), out);"
+        "assert (out == 3).all(), out;"
+        "assert 'scipy.linalg.cython_blas' in sys.modules and 'scipy.linalg' not in sys.modules;"
+        "blas = [i for i in threadpool_info() if i['user_api'] == 'blas'];"
+        "assert len(blas) >= 2 and all(i['num_threads'] == 1 for i in blas), blas"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -8,6 +8,11 @@ conv backward pass called outside a model 80× slower. The modules that call BLA
 apply this limit when they are imported.
 """
 
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -22,10 +27,35 @@ def use_single_threaded_blas() -> None:
     it as well as NumPy's."""
     global _applied
     if not _applied:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library np.dot in Numba calls)
-
+        _load_cython_blas()
         threadpool_limits(limits=1, user_api="blas")
         _applied = True
+
+
+def _load_cython_blas() -> None:
+    """Load scipy.linalg.cython_blas, the table of BLAS functions Numba's
+    numba_xxgemm looks up by module name, without running scipy.linalg's
+    __init__ first: that package imports ~150 ms of modules the kernels never
+    use, the largest part of what a launch with cached kernels spends before
+    its first batch. The extension module is loaded from its file and
+    registered under its name, where Numba's lookup (a plain import) finds it;
+    if anything about that fails, it is imported the usual way."""
+    name = "scipy.linalg.cython_blas"
+    if name in sys.modules:
+        return
+    try:
+        import scipy
+
+        folder = os.path.join(scipy.__path__[0], "linalg")
+        path = next(os.path.join(folder, "cython_blas" + suffix) for suffix in importlib.machinery.EXTENSION_SUFFIXES
+                    if os.path.exists(os.path.join(folder, "cython_blas" + suffix)))
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    except Exception:  # any other layout: the usual import
+        sys.modules.pop(name, None)
+        import scipy.linalg.cython_blas  # noqa: F401
 
 
 # ---------------------------------------------------------------- one product for every kernel
