@@ -176,10 +176,18 @@ def render(bench, wall) -> str:
         out += ["", "### Time to first batch", "",
                 f"`{fb['command']}`, from launch to the start / end of its first training step:", "",
                 f"- kernels in Numba's cache: {fb['cached']['start_after_launch_s']:.2f} s / "
-                f"**{fb['cached']['end_after_launch_s']:.2f} s**",
+                f"**{fb['cached']['end_after_launch_s']:.2f} s**" + _launches(fb["cached"]),
                 f"- empty cache (compiles what the step needs): {fb['cold']['start_after_launch_s']:.2f} s / "
                 f"{fb['cold']['end_after_launch_s']:.1f} s", ""]
     return "\n".join(out)
+
+
+def _launches(figures: dict) -> str:
+    """', median of N launches (range a–b)' when several launches were timed."""
+    runs = figures.get("end_runs_s", [])
+    if len(runs) < 2:
+        return ""
+    return f", median of {len(runs)} launches (ends {min(runs):.2f}–{max(runs):.2f} s)"
 
 
 def main(argv=None) -> int:
