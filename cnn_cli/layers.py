@@ -117,7 +117,7 @@ class Conv2D(Layer):
         self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
         self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
-        self._cache_x = self._cache_y = self._cache_cols = self._cache_argmax = None
+        self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
 
     def _weight_matrix(self) -> np.ndarray:
         """The (K, C·Fh·Fw) weight matrix the GEMM kernels take."""
@@ -143,7 +143,7 @@ class Conv2D(Layer):
         keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
         y, self._cache_cols, self._cache_argmax = gemm_k.conv_gemm_forward(
             x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
-        self._cache_x, self._cache_y = x, y
+        self._cache_x, self._cache_y, self._cache_w2 = x, y, w2  # a table's dense weights: built once a step
         return y
 
     def backward(self, dy):
@@ -152,7 +152,7 @@ class Conv2D(Layer):
         weight = self.params["weight"]
         fh, fw = self.spec.kernel
         dx, dw, db = gemm_k.conv_gemm_backward(
-            dy, self._cache_y, self._cache_argmax, self._cache_x, self._weight_matrix(), self._cache_cols,
+            dy, self._cache_y, self._cache_argmax, self._cache_x, self._cache_w2, self._cache_cols,
             fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act, self.need_dx, self.gemm_chunk,
         )
         if self._dense_at is not None:
