@@ -241,7 +241,8 @@ def _pool_forward(launch, item_fn, x, out, sums, arg, flat, beta, bias, kind, p,
 
 
 def _forward(kind, x, ph, pw, sh, sw, p=1.0, beta=None, bias=None, act=0):
-    """(out, window sums or None, argmax or None) of one pooling kind."""
+    """(out, window sums, argmax) of one pooling kind; the sums (subsampling only) and
+    the argmax (max only) are empty arrays for the other kinds."""
     x = np.ascontiguousarray(x)
     B, C, H, W = x.shape
     oh, ow = _pool_out(H, W, ph, pw, sh, sw)
