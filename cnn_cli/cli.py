@@ -114,10 +114,10 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
 ):
     """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
-    from .config import load_config, parse_set_option
+    from .spec.config import load_config, parse_set_option
     from .download import resolve_data_dir
-    from .progress import make_reporter
-    from .train import TrainingInterrupted, TrainOptions, config_for_resume, prepare_run
+    from .commands.progress import make_reporter
+    from .commands.train import TrainingInterrupted, TrainOptions, config_for_resume, prepare_run
 
     sets = [parse_set_option(text) for text in set_]
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
@@ -163,14 +163,14 @@ def eval_(
     import json
 
     from .download import resolve_data_dir
-    from .evaluate import evaluate_checkpoint
-    from .render import print_evaluation
+    from .commands.evaluate import evaluate_checkpoint
+    from .commands.render import print_evaluation
 
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
     if plot:
-        from .checkpoint import require_checkpoint_file
-        from .plots import default_confusion_path, output_path, plot_confusion, require_matplotlib
+        from .nn.checkpoint import require_checkpoint_file
+        from .commands.plot import default_confusion_path, output_path, plot_confusion, require_matplotlib
 
         require_checkpoint_file(checkpoint)
         require_matplotlib()  # fail before evaluating
@@ -214,7 +214,7 @@ def params(
     if receptive or layer is not None:
         import shutil
 
-        from .receptive import coverage_lines, receptive_report
+        from .commands.receptive import coverage_lines, receptive_report
 
         coverage = receptive_report(config, input_shape, layer)
         if json_out:
@@ -222,7 +222,7 @@ def params(
         else:
             print("\n".join(coverage_lines(coverage, max_width=shutil.get_terminal_size((100, 24)).columns)))
         return
-    from .params import params_report, render_report
+    from .commands.params import params_report, render_report
 
     report = params_report(config, input_shape, sizes, sizes_default=not json_out)
     if json_out:
@@ -247,13 +247,13 @@ def gradcheck(
     """Compare every analytic gradient with central differences in float64 (pass: max relative error < 1e-6)."""
     import json
 
-    from .gradcheck import TOLERANCE, check_network, run_builtin_suite
-    from .render import print_gradcheck
+    from .commands.gradcheck import TOLERANCE, check_network, run_builtin_suite
+    from .commands.render import print_gradcheck
 
     if config is None:
         results = run_builtin_suite(seed)
     else:
-        from .config import load_config
+        from .spec.config import load_config
 
         results = check_network(load_config(config), seed)
     passed = all(r.passed for r in results)
@@ -282,7 +282,7 @@ def predict(
 ):
     """Draw digits in the terminal beside the checkpoint's top-3 probabilities."""
     from .download import resolve_data_dir
-    from .predict import PredictRequest, run_predict
+    from .commands.predict import PredictRequest, run_predict
 
     request = PredictRequest(checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir), split=split,
                              offline=offline, index=index, random=random_, image=image, errors=errors, seed=seed)
@@ -296,7 +296,7 @@ def plot(
     out: Optional[Path] = typer.Option(None, "--out", help="PNG file or folder to write (default: RUN_DIR/curves.png)."),
 ):
     """Training curves — loss and accuracy per epoch, train vs validation — as a PNG (needs matplotlib)."""
-    from .plots import plot_curves
+    from .commands.plot import plot_curves
 
     written = plot_curves(run_dir, out)
     print(f"training curves: {written.describe()}")
@@ -317,7 +317,7 @@ def show(
 ):
     """The first conv layer's filters and one digit's feature maps through every conv and pool layer, as a PNG."""
     from .download import resolve_data_dir
-    from .plots import run_show
+    from .commands.plot import run_show
 
     _, summary = run_show(checkpoint, resolve_data_dir(data_dir), split, index, image, offline, out)
     print(summary)
@@ -345,9 +345,9 @@ def bench(
     import json
     import os
 
-    # BLAS pools: kernels/blas.py limits NumPy's and SciPy's to one thread (Numba owns the cores); PyTorch's follow
+    # BLAS pools: kernels/runtime/blas.py limits NumPy's and SciPy's to one thread (Numba owns the cores); PyTorch's follow
     # --threads. The JSON's machine.thread_pools records what was loaded and its size.
-    from .bench import BenchOptions, parse_batch_sizes, render_bench, run_bench
+    from .commands.bench import BenchOptions, parse_batch_sizes, render_bench, run_bench
 
     options = BenchOptions(config=config, batch_sizes=parse_batch_sizes(batch_sizes), threads=threads,
                            against=against, repeat=repeat, min_time=min_time, inference_batch=inference_batch,

@@ -8,7 +8,7 @@ are checked against.
 import numba
 import numpy as np
 
-from cnn_cli.kernels import conv as conv_k
+import conv_wrappers as conv_k
 from cnn_cli.kernels.activations import IDENTITY, RELU, SCALED_TANH, SIGMOID, TANH
 
 ALL_ACTS = (IDENTITY, RELU, SIGMOID, TANH, SCALED_TANH)

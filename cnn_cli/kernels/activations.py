@@ -6,10 +6,8 @@ activation used here has a derivative that is a function of its own output
 (2/3)/1.7159·(1.7159²−a²)), so backward computes `δ = ∂L/∂a · f'(a)` without a
 second activation-sized buffer per layer.
 
-Codes are plain ints so that a kernel can take the activation as an ordinary
-runtime argument (one compiled specialisation serves every activation) and so
-that importing this module compiles nothing: config validation reads
-`ACTIVATIONS` without touching Numba.
+Codes are the plain ints of spec/activations.py, so one compiled
+specialisation serves every activation.
 
 Constants are built with `type(z)(...)` / `v.dtype.type(...)`: a bare Python float
 literal is float64 in Numba and would silently promote float32 training math to
@@ -18,31 +16,17 @@ float64 (slower, and different from what a float32 reference computes).
 Array indices in the inner loops are cast to uint64: Numba emits negative-index
 wraparound (`i < 0 ? i + n : i`) for signed indices, which stops LLVM from seeing
 consecutive addresses and so from vectorising the loop.
-
-Caution when editing: conv.py, pool.py and dense.py link the helpers below
-into their cached (cache=True) kernels, and Numba invalidates a cache entry only
-when the kernel's OWN source file changes. After changing this file, delete
-cnn_cli/kernels/__pycache__ (or touch the other kernel files), or stale
-compiled code keeps running.
 """
 
 import numpy as np
 from numba import njit, types, uint64
 
-from .parallel import c_array, item_args, launch_address, native_item, parallel_for
+from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 
-IDENTITY = 0
-RELU = 1
-SIGMOID = 2
-TANH = 3
-SCALED_TANH = 4
-
-ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "sigmoid": SIGMOID, "tanh": TANH, "scaled_tanh": SCALED_TANH}
-
-# LeCun 1998, appendix A: f(z) = A·tanh(S·z) with A = 1.7159, S = 2/3, chosen so
-# that f(±1) = ±1 and the effective gain is near 1 around the origin.
-LECUN_A = 1.7159
-LECUN_S = 2.0 / 3.0
+# Codes and constants live with the names (spec/activations.py); re-exported for the kernels' callers.
+from ..spec.activations import (  # noqa: F401
+    CODES as ACTIVATIONS, IDENTITY, LECUN_A, LECUN_S, RELU, SCALED_TANH, SIGMOID, TANH,
+)
 
 # Elements handled by one parallel item of the standalone activation kernels:
 # large enough that scheduling overhead is negligible, small enough that a

@@ -1,7 +1,7 @@
 """Fully connected layer with fused activation, and LeNet-5's fixed RBF output layer.
 
 Weights are stored (D, U) — inputs by units. The dense products (x·w, xᵀ·δ,
-δ·wᵀ) are BLAS calls through blas.matmul, single-threaded (kernels/blas.py
+δ·wᵀ) are BLAS calls through blas.matmul, single-threaded (kernels/runtime/blas.py
 holds every BLAS to one thread; Numba's pool owns the cores), so each is one
 fixed sequence of operations: bitwise repeatable for any thread count. The
 loops around them (bias, activation, δ = ∂L/∂a·f'(a), the bias gradient summed
@@ -14,8 +14,8 @@ import numpy as np
 from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
-from .blas import matmul, use_single_threaded_blas
-from .parallel import c_array, item_args, launch_address, native_item, parallel_for
+from .runtime.blas import matmul, use_single_threaded_blas
+from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 I64 = types.int64
 

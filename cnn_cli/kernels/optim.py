@@ -17,7 +17,7 @@ LLVM from vectorising the loops (measured 2.4 ns per element before, see below).
 import numpy as np
 from numba import njit, types, uint64
 
-from .parallel import c_array, item_args, launch_address, native_item, parallel_for
+from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 
 @njit(cache=True, error_model="numpy")

@@ -42,8 +42,8 @@ import numpy as np
 from numba import njit, types, uint64
 
 from .activations import activate_span, activation_backward, check_code
-from .parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .vector import VECTOR, maxpool2x2
+from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
+from .runtime.vector import VECTOR, maxpool2x2
 
 I64 = types.int64
 
@@ -70,9 +70,9 @@ def _none(dtype, ndim):
 
 
 @njit(cache=True, error_model="numpy")
-def _maxpool_2x2_plane(xp, op, ap, W):
+def maxpool_2x2_plane(xp, op, ap, W):
     """The common 2×2, stride-2 window: eight outputs of a row at a time, the last
-    group of a row masked to what is left (kernels/vector.py maxpool2x2). Each
+    group of a row masked to what is left (kernels/runtime/vector.py maxpool2x2). Each
     window takes the maximum of each pair of a row, then of the two rows, with
     selects instead of jumps: random data makes every comparison a coin toss,
     and mispredicted branches cost the general loop 3× the time. Scalar and
@@ -213,7 +213,7 @@ def _pool_plane(bc, context):
     oh, ow = op.shape
     if kind == MAX:
         if ph == 2 and pw == 2 and sh == 2 and sw == 2:
-            _maxpool_2x2_plane(xp, op, arg[b, c], x.shape[3])
+            maxpool_2x2_plane(xp, op, arg[b, c], x.shape[3])
         else:
             _maxpool_plane(xp, op, arg[b, c], ph, pw, sh, sw)
     elif kind == MEAN:

@@ -1,0 +1,306 @@
+"""PNG figures: training curves, confusion matrix, first-layer filters and feature maps.
+
+matplotlib is an optional extra (`pip install 'cnn-cli[plot]'`). It is imported
+inside these functions only, with the non-interactive Agg backend; without it
+every function raises a UserError saying how to install it. Figures are drawn on
+a bare `Figure` (no pyplot state) and written atomically, at an exact pixel size
+(figsize · dpi, both chosen so the product is a whole number).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+INSTALL_HINT = "pip install 'cnn-cli[plot]' (or pip install matplotlib)"
+DPI = 100
+CURVES_SIZE = (1000, 400)  # pixels
+CONFUSION_SIZE = (700, 600)
+MAX_MAPS = 16  # feature maps / filters drawn per row
+CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+
+
+@dataclass
+class Written:
+    path: Path
+    size: tuple[int, int]  # (width, height) in pixels, as asked of matplotlib
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.size[0]}×{self.size[1]} PNG)"
+
+
+def require_matplotlib():
+    """Import matplotlib with the Agg backend; (Figure, FigureCanvasAgg). UserError when missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise UserError(f"drawing PNG figures needs matplotlib, which is not installed; {INSTALL_HINT}") from None
+    return Figure, FigureCanvasAgg
+
+
+def _new_figure(size_px: tuple[int, int]):
+    Figure, FigureCanvasAgg = require_matplotlib()
+    width, height = size_px
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def output_path(out: Optional[Path], default: Path) -> Path:
+    """--out if given (a folder gets the default file name), else the default; checks the folder exists."""
+    path = Path(default) if out is None else Path(out)
+    if out is not None and path.is_dir():
+        path = path / Path(default).name
+    if path.suffix.lower() != ".png":
+        raise UserError(f"{path}: figures are written as PNG; give a file name ending in .png")
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: no such folder for the figure; create it or choose another --out")
+    return path
+
+
+def save_png(fig, path: Path, size_px: tuple[int, int]) -> Written:
+    """Write the figure atomically (temp file beside it, then rename)."""
+    from ..io import write_atomically
+
+    try:
+        write_atomically(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI))
+    except OSError as error:
+        raise UserError(f"{path}: cannot write the figure ({error.strerror or error})") from None
+    return Written(Path(path), size_px)
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
+    """metrics.csv of a run folder as float columns (empty cells → NaN)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder; give a folder written by cnn train (runs/<name>)")
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; give a run folder written by cnn train "
+                        f"(it appears after the first epoch)")
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+            header = rows[0].keys() if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise UserError(f"{path}: cannot read it ({error})") from None
+    missing = [c for c in CURVE_COLUMNS if c not in header]
+    if not rows:
+        raise UserError(f"{path}: no epochs recorded yet; train at least one epoch")
+    if missing:
+        raise UserError(f"{path}: missing column {missing[0]}; expected {','.join(CURVE_COLUMNS)},… "
+                        f"as written by cnn train")
+    columns = {}
+    for name in CURVE_COLUMNS:
+        values = []
+        for line, row in enumerate(rows, start=2):
+            text = (row.get(name) or "").strip()
+            try:
+                values.append(float(text) if text else math.nan)
+            except ValueError:
+                raise UserError(f"{path}: line {line}, column {name}: {text!r} is not a number") from None
+        columns[name] = np.array(values)
+    return columns
+
+
+def _run_title(run_dir: Path) -> str:
+    name = Path(run_dir).resolve().name
+    try:
+        import yaml
+
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        if isinstance(config, dict) and config.get("name") and config["name"] != name:
+            name = f"{name} ({config['name']})"
+    except Exception:  # the title is cosmetic; metrics.csv is what matters
+        pass
+    return name
+
+
+def _summary(run_dir: Path) -> dict:
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+        return summary if isinstance(summary, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def plot_curves(run_dir: Path, out: Optional[Path] = None) -> Written:
+    """Loss and accuracy per epoch, train vs validation; default file: RUN_DIR/curves.png."""
+    require_matplotlib()
+    run_dir = Path(run_dir)
+    m = read_metrics(run_dir)
+    path = output_path(out, run_dir / "curves.png")
+    summary = _summary(run_dir)
+    fig = _new_figure(CURVES_SIZE)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    epochs = m["epoch"]
+    style = dict(marker="o", markersize=3)
+    for ax, key, label, scale in ((loss_ax, "loss", "loss (cross-entropy)", 1.0),
+                                  (acc_ax, "acc", "accuracy (%)", 100.0)):
+        ax.plot(epochs, m[f"train_{key}"] * scale, label="train", color="tab:blue", **style)
+        if np.isfinite(m[f"val_{key}"]).any():
+            ax.plot(epochs, m[f"val_{key}"] * scale, label="validation", color="tab:orange", **style)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if len(epochs) and np.all(np.isfinite(epochs)) and epochs.max() - epochs.min() < 15:
+            ax.set_xticks(np.unique(epochs))
+    best = summary.get("best_epoch")
+    if isinstance(best, (int, float)) and best > 0:
+        for ax in (loss_ax, acc_ax):
+            ax.axvline(best, color="gray", linestyle=":", linewidth=1, label=f"best epoch ({int(best)})")
+    test_acc = summary.get("test_accuracy")
+    if isinstance(test_acc, (int, float)) and math.isfinite(test_acc):
+        acc_ax.axhline(100 * test_acc, color="tab:green", linestyle="--", linewidth=1,
+                       label=f"test {100 * test_acc:.2f}%")
+    loss_ax.set_title("loss")
+    acc_ax.set_title("accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{_run_title(run_dir)}: {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}")
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.84, wspace=0.25)
+    return save_png(fig, path, CURVES_SIZE)
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+
+def default_confusion_path(checkpoint: Path, split: str) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}-confusion-{split}.png")
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path) -> Written:
+    """Counts in every cell, colour = share of the true class (row)."""
+    require_matplotlib()
+    counts = np.asarray(confusion, dtype=np.int64)
+    classes = counts.shape[0]
+    totals = counts.sum(axis=1, keepdims=True)
+    rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    fig = _new_figure(CONFUSION_SIZE)
+    ax = fig.add_axes([0.16, 0.1, 0.7, 0.78])
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.set_label("share of the true class")
+    ticks = np.arange(classes)
+    ax.set_xticks(ticks, [str(c) for c in ticks])
+    per_class = [f"{c} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{c} (—)" for c in ticks]
+    ax.set_yticks(ticks, per_class)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (accuracy)")
+    if classes <= 20:
+        for t in range(classes):
+            for p in range(classes):
+                if counts[t, p]:
+                    ax.text(p, t, str(counts[t, p]), ha="center", va="center", fontsize=8,
+                            color="white" if rates[t, p] > 0.5 else "black")
+    ax.set_title(title, fontsize=10)
+    return save_png(fig, path, CONFUSION_SIZE)
+
+
+# ---------------------------------------------------------------- filters and feature maps
+
+
+def default_show_path(checkpoint: Path) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}-show.png")
+
+
+LABEL_PX, CELL_PX, ROW_PX, TITLE_PX = 150, 75, 100, 75  # multiples of 25: figsize·dpi stays whole
+
+
+def network_figure_size(columns: int, rows: int) -> tuple[int, int]:
+    return LABEL_PX + CELL_PX * max(columns, 1) + 25, TITLE_PX + ROW_PX * rows
+
+
+def plot_network(model_input: np.ndarray, filters_name: str, filters: list[tuple[str, np.ndarray]],
+                 maps: list[tuple[str, str, np.ndarray]], title: str, path: Path) -> Written:
+    """One row each: the input, the first conv's filters, every conv/pool layer's feature maps."""
+    require_matplotlib()
+    rows: list[tuple[str, list[tuple[str, np.ndarray]], str]] = [
+        (f"input {model_input.shape[0]}×{model_input.shape[1]}", [("", model_input)], "gray"),
+    ]
+    shown = filters[:MAX_MAPS]
+    more = f"\n(first {len(shown)} of {len(filters)})" if len(filters) > len(shown) else ""
+    kh, kw = filters[0][1].shape if filters else (0, 0)
+    rows.append((f"{filters_name} filters\n{kh}×{kw}{more}", shown, "RdBu_r"))
+    for name, kind, array in maps:
+        n = array.shape[0]
+        more = f"\n(first {MAX_MAPS} of {n})" if n > MAX_MAPS else ""
+        rows.append((f"{name} ({kind})\n{n}×{array.shape[1]}×{array.shape[2]}{more}",
+                     [(str(i), array[i]) for i in range(min(n, MAX_MAPS))], "viridis"))
+    columns = max(len(cells) for _, cells, _ in rows)
+    size = network_figure_size(columns, len(rows))
+    width, height = size
+    fig = _new_figure(size)
+    fig.text(10 / width, 1 - 25 / height, title, fontsize=11, va="center")
+    fig.text(10 / width, 1 - 52 / height, "filters: red > 0 > blue, one shared scale; feature maps: one scale per layer",
+             fontsize=8, va="center", color="dimgray")
+    for r, (label, cells, cmap) in enumerate(rows):
+        top = TITLE_PX + r * ROW_PX
+        fig.text(10 / width, 1 - (top + ROW_PX / 2) / height, label, fontsize=8, va="center")
+        values = np.concatenate([a.ravel() for _, a in cells]) if cells else np.zeros(1)
+        if cmap == "RdBu_r":
+            limit = float(np.abs(values).max()) or 1.0
+            vmin, vmax = -limit, limit
+        else:
+            vmin, vmax = float(values.min()), float(values.max())
+            if vmax <= vmin:
+                vmax = vmin + 1.0
+        for c, (name, array) in enumerate(cells):
+            left = LABEL_PX + c * CELL_PX
+            ax = fig.add_axes([(left + 5) / width, 1 - (top + 5 + CELL_PX - 10) / height,
+                               (CELL_PX - 10) / width, (CELL_PX - 10) / height])
+            ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if name:
+                ax.set_title(name, fontsize=6, pad=2)
+    return save_png(fig, path, size)
+
+
+def run_show(checkpoint: Path, data_dir: Path, split: str = "test", index: int = 0,
+             image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None) -> tuple[Written, str]:
+    """What `cnn show` does: one digit through the network, drawn; returns the file and a summary line."""
+    from .predict import feature_maps, first_conv_filters, load_digit_png, load_images, load_model, read_png
+
+    require_matplotlib()
+    path = output_path(out, default_show_path(checkpoint))
+    if image is not None:
+        read_png(image)  # a bad file fails before the model is built
+    loaded = load_model(checkpoint)
+    if image is not None:
+        inp = loaded.config.input
+        if inp.channels != 1:
+            raise UserError(f"{checkpoint}: the model takes {inp.channels}-channel images; --image makes grayscale digits")
+        digit, notes = load_digit_png(image, inp.height, inp.width)
+        what, label = f"{Path(image).name}" + (f" ({'; '.join(notes)})" if notes else ""), None
+    else:
+        images, labels = load_images(loaded, data_dir, split, offline)
+        if not 0 <= index < len(labels):
+            raise UserError(f"--index {index}: the {split} split has {len(labels):,} images (0–{len(labels) - 1:,})")
+        digit, label = images[index], int(labels[index])
+        what = f"{split} #{index} (label {label})"
+    model_input, maps, probs = feature_maps(loaded, digit)
+    filters_name, filters = first_conv_filters(loaded)
+    guess = int(np.argmax(probs))
+    title = f"{Path(checkpoint).name}: {what} → predicted {guess} ({100 * probs[guess]:.1f}%)"
+    written = plot_network(model_input, filters_name, filters, maps, title, path)
+    layers = ", ".join(name for name, _, _ in maps)
+    return written, (f"wrote {written.describe()}: {filters_name}'s {len(filters)} filters and the feature maps "
+                     f"of {what} through {layers}; predicted {guess} ({100 * probs[guess]:.1f}%)")

@@ -1,0 +1,372 @@
+"""`cnn predict`: a checkpoint's guesses, drawn in the terminal.
+
+A digit is drawn with Unicode half blocks — two pixel rows per character row,
+so 28×28 pixels take 14 lines of 28 characters — beside its top-3
+probabilities. The drawing functions are pure (array in, list of strings out)
+so tests compare them with stored expectations.
+
+Images come from an MNIST split (`--index`, `--random`, `--errors`) or from a
+PNG of your own (`--image`), converted to MNIST's form: grayscale, white digit
+on black, the model's input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import UserError
+
+# Index = top pixel on (1) + bottom pixel on (2).
+BLOCKS = (" ", "▀", "▄", "█")
+BAR_EIGHTHS = " ▏▎▍▌▋▊▉"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+INSTALL_HINT = "pip install 'cnn-cli[plot]' (or pip install matplotlib)"
+TOP = 3
+BATCH = 1000
+
+# ---------------------------------------------------------------- pure drawing
+
+
+def digit_lines(image: np.ndarray, threshold: int = 128) -> list[str]:
+    """A grayscale uint8 (H, W) image as ceil(H/2) strings of W half-block characters.
+
+    A pixel is on when ≥ threshold; each character shows two pixel rows
+    (▀ top only, ▄ bottom only, █ both, space neither). An odd last row is
+    paired with an off row.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"digit_lines expects a 2-D image, got shape {image.shape}")
+    on = image >= threshold
+    if on.shape[0] % 2:
+        on = np.vstack([on, np.zeros((1, on.shape[1]), dtype=bool)])
+    codes = on[0::2].astype(np.int64) + 2 * on[1::2].astype(np.int64)
+    return ["".join(BLOCKS[c] for c in row) for row in codes]
+
+
+def framed(lines: Sequence[str]) -> list[str]:
+    """Draw a box around equally wide lines, so the digit's blank margins show."""
+    width = max((len(line) for line in lines), default=0)
+    return ["┌" + "─" * width + "┐", *("│" + line.ljust(width) + "│" for line in lines), "└" + "─" * width + "┘"]
+
+
+def bar(fraction: float, width: int = 20) -> str:
+    """A horizontal bar of `width` characters at full scale, to the eighth of a character."""
+    eighths = int(round(max(0.0, min(1.0, float(fraction))) * width * 8))
+    full, rest = divmod(eighths, 8)
+    return ("█" * full + (BAR_EIGHTHS[rest] if rest else "")).rstrip()
+
+
+def probability_lines(probs: np.ndarray, top: int = TOP, width: int = 20) -> list[str]:
+    """The `top` most probable classes: class, percentage, bar (ties: lower class first)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    order = np.argsort(-probs, kind="stable")[:top]
+    return [f"{int(c)}  {100 * probs[c]:5.1f}%  {bar(probs[c], width)}".rstrip() for c in order]
+
+
+def side_by_side(left: Sequence[str], right: Sequence[str], gap: int = 3, top: int = 1) -> list[str]:
+    """Right lines beside left lines (starting at left line `top`); trailing spaces stripped."""
+    width = max((len(line) for line in left), default=0)
+    rows = max(len(left), top + len(right))
+    out = []
+    for i in range(rows):
+        l = left[i] if i < len(left) else ""
+        r = right[i - top] if 0 <= i - top < len(right) else ""
+        out.append((l.ljust(width) + " " * gap + r).rstrip() if r else l.rstrip())
+    return out
+
+
+def prediction_panel(image: np.ndarray, probs: np.ndarray, heading: str,
+                     label: Optional[int] = None, threshold: int = 128) -> list[str]:
+    """The framed digit with heading, verdict and top-3 probabilities beside it."""
+    probs = np.asarray(probs, dtype=np.float64)
+    guess = int(np.argmax(probs))
+    if label is None:
+        verdict = f"predicted {guess}"
+    elif guess == int(label):
+        verdict = f"predicted {guess}  ✓ right"
+    else:
+        verdict = f"predicted {guess}  ✗ wrong (true {int(label)})"
+    right = [heading, verdict, "", f"top {min(TOP, len(probs))}:", *probability_lines(probs)]
+    return side_by_side(framed(digit_lines(image, threshold)), right)
+
+
+# ---------------------------------------------------------------- PNG files → MNIST-like digits
+
+
+def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a 2-D float image by area averaging (each output pixel = mean of the input it covers)."""
+    image = np.asarray(image, dtype=np.float64)
+    return _area_matrix(image.shape[0], height) @ image @ _area_matrix(image.shape[1], width).T
+
+
+def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): weight of input pixel j in output pixel i (rows sum to 1)."""
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo, hi = edges[:-1, None], edges[1:, None]
+    j = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def to_digit(pixels: np.ndarray, height: int = 28, width: int = 28) -> tuple[np.ndarray, list[str]]:
+    """Any grayscale/RGB/RGBA image with values in [0, 1] → uint8 (height, width), white on black.
+
+    Returns the digit and notes on what was done (inverted, padded, resized).
+    Transparent images are composited over a background that contrasts with
+    their strokes; a light border means a dark digit on paper, which is inverted.
+    """
+    pixels = np.asarray(pixels, dtype=np.float64)
+    notes: list[str] = []
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    if pixels.ndim == 3 and pixels.shape[2] in (2, 4):
+        colour, alpha = pixels[:, :, :-1], pixels[:, :, -1]
+        gray = _luminance(colour)
+        if alpha.min() < 1.0:
+            ink = alpha.sum()
+            mean_ink = float((gray * alpha).sum() / ink) if ink > 0 else 0.0
+            background = 1.0 if mean_ink < 0.5 else 0.0  # dark strokes over white, light over black
+            gray = alpha * gray + (1.0 - alpha) * background
+            notes.append("transparent pixels filled")
+        pixels = gray
+    elif pixels.ndim == 3 and pixels.shape[2] == 3:
+        pixels = _luminance(pixels)
+    elif pixels.ndim != 2:
+        raise UserError(f"an image of shape {pixels.shape} is not a picture with 1–4 channels")
+    if pixels.size == 0:
+        raise UserError("the image has no pixels")
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    if border.mean() > 0.5:
+        pixels = 1.0 - pixels
+        notes.append("inverted (dark on light → white on black, as in MNIST)")
+    h, w = pixels.shape
+    if h != w and (height, width) != (h, w):
+        side = max(h, w)
+        square = np.zeros((side, side))
+        top, left = (side - h) // 2, (side - w) // 2
+        square[top:top + h, left:left + w] = pixels
+        pixels = square
+        notes.append(f"padded to {side}×{side}")
+    if pixels.shape != (height, width):
+        notes.append(f"resized from {w}×{h} to {width}×{height}")
+        pixels = area_resize(pixels, height, width)
+    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8), notes
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb @ np.array([0.299, 0.587, 0.114])[: rgb.shape[2]] / np.array([0.299, 0.587, 0.114])[: rgb.shape[2]].sum()
+
+
+def read_png(path: Path) -> np.ndarray:
+    """Pixels of a PNG file as floats in [0, 1], shape (H, W) or (H, W, C); every failure a UserError."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such image file; give the path of a PNG") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder; give the path of a PNG file") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if head != PNG_SIGNATURE:
+        raise UserError(f"{path}: not a PNG file (no PNG signature); save the digit as .png")
+    try:
+        reader = _png_reader()
+        pixels = np.asarray(reader(path))
+    except UserError:
+        raise
+    except Exception as error:  # matplotlib/PIL raise many kinds for a damaged file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: damaged or unsupported PNG ({reason}); save it again as an 8-bit PNG") from None
+    if np.issubdtype(pixels.dtype, np.integer):
+        pixels = pixels / float(np.iinfo(pixels.dtype).max)
+    return pixels.astype(np.float64)
+
+
+def _png_reader():
+    try:
+        import matplotlib.image as mpimg
+
+        return mpimg.imread
+    except ImportError:
+        pass
+    try:
+        from PIL import Image
+
+        def read(path):
+            with Image.open(path) as img:
+                return np.asarray(img.convert("RGBA" if "A" in img.getbands() else "RGB"))
+
+        return read
+    except ImportError:
+        raise UserError(f"--image needs matplotlib (or Pillow) to read PNG files; {INSTALL_HINT}") from None
+
+
+def load_digit_png(path: Path, height: int = 28, width: int = 28) -> tuple[np.ndarray, list[str]]:
+    return to_digit(read_png(path), height, width)
+
+
+# ---------------------------------------------------------------- model and data
+
+
+def load_model(checkpoint: Path):
+    """A checkpoint's model rebuilt from the config stored inside it (model.TrainedModel)."""
+    from ..nn.model import load_trained
+
+    return load_trained(checkpoint)
+
+
+def load_images(loaded, data_dir: Path, split: str, offline: bool) -> tuple[np.ndarray, np.ndarray]:
+    from ..data import load_split_for
+
+    return load_split_for(loaded.config, data_dir, split, offline)
+
+
+def probabilities(loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """Softmax of the logits, (N, classes) float64, for uint8 images (N, H, W)."""
+    out = []
+    for start in range(0, len(images), batch):
+        probs = loaded.model.predict_proba(loaded.prepare(images[start:start + batch]))
+        out.append(probs.astype(np.float64))
+    loaded.model.clear_caches()
+    if not out:
+        return np.zeros((0, loaded.config.num_classes))
+    return np.concatenate(out)
+
+
+def find_errors(loaded, images: np.ndarray, labels: np.ndarray, k: int) -> tuple[list[int], np.ndarray, int]:
+    """(first k misclassified indices, their probabilities, total misclassified) over the whole split."""
+    wrong: list[int] = []
+    kept: list[np.ndarray] = []
+    total = 0
+    for start in range(0, len(labels), BATCH):
+        probs = probabilities(loaded, images[start:start + BATCH])
+        bad = np.flatnonzero(probs.argmax(axis=1) != labels[start:start + BATCH])
+        total += len(bad)
+        for i in bad:
+            if len(wrong) < k:
+                wrong.append(start + int(i))
+                kept.append(probs[i])
+    return wrong, (np.array(kept) if kept else np.zeros((0, loaded.config.num_classes))), total
+
+
+# ---------------------------------------------------------------- the command
+
+
+@dataclass
+class PredictRequest:
+    checkpoint: Path
+    data_dir: Path
+    split: str = "test"
+    offline: bool = False
+    index: Optional[int] = None
+    random: Optional[int] = None
+    image: Optional[Path] = None
+    errors: Optional[int] = None
+    seed: Optional[int] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_mode(req: PredictRequest) -> str:
+    given = [name for name, value in (("--index", req.index), ("--random", req.random),
+                                      ("--image", req.image), ("--errors", req.errors)) if value is not None]
+    if len(given) > 1:
+        raise UserError(f"{' and '.join(given)}: choose one of --index, --random, --image, --errors")
+    return given[0] if given else "--index"
+
+
+def run_predict(req: PredictRequest) -> list[str]:
+    """Everything `cnn predict` prints, as lines."""
+    mode = choose_mode(req)
+    if mode == "--image":
+        image_path = Path(req.image)
+        read_png(image_path)  # a bad file fails before the model is built
+    loaded = load_model(req.checkpoint)
+    config = loaded.config
+    if mode == "--image":
+        if config.input.channels != 1:
+            raise UserError(f"{req.checkpoint}: the model takes {config.input.channels}-channel images; "
+                            f"--image only makes grayscale digits")
+        digit, notes = load_digit_png(image_path, config.input.height, config.input.width)
+        probs = probabilities(loaded, digit[None])[0]
+        lines = prediction_panel(digit, probs, str(image_path))
+        if notes:
+            lines.append("note: " + "; ".join(notes))
+        return lines
+
+    images, labels = load_images(loaded, req.data_dir, req.split, req.offline)
+    n = len(labels)
+    if n == 0:
+        raise UserError(f"{req.data_dir}: the {req.split} split has no images")
+    lines: list[str] = []
+    if mode == "--errors":
+        wrong, probs, total = find_errors(loaded, images, labels, req.errors)
+        if total == 0:
+            return [f"no misclassified digits: all {n:,} {req.split} images are right"]
+        for i, p in zip(wrong, probs):
+            lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+            lines.append("")
+        more = f"; showing the first {len(wrong)}" if total > len(wrong) else ""
+        lines.append(f"{total:,} of {n:,} {req.split} images misclassified "
+                     f"({100 * total / n:.2f}%){more}")
+        return lines
+    if mode == "--random":
+        seed = req.seed if req.seed is not None else int(np.random.SeedSequence().entropy % 1_000_000)
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(n, size=min(req.random, n), replace=False).tolist())
+        note = f"{len(chosen)} random {req.split} digits (--seed {seed})"
+    else:
+        index = 0 if req.index is None else req.index
+        if not 0 <= index < n:
+            raise UserError(f"--index {index}: the {req.split} split has {n:,} images (0–{n - 1:,})")
+        chosen, note = [index], None
+    probs = probabilities(loaded, images[chosen])
+    right = 0
+    for i, p in zip(chosen, probs):
+        lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+        right += int(np.argmax(p)) == int(labels[i])
+        if len(chosen) > 1:
+            lines.append("")
+    if note:
+        lines.append(f"{note}: {right} of {len(chosen)} right")
+    return lines
+
+
+# ---------------------------------------------------------------- feature maps (for `cnn show`)
+
+
+def feature_maps(loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str, np.ndarray]], np.ndarray]:
+    """(model input (H, W), [(layer name, kind, maps (C, H, W)) for conv/pool layers], probabilities).
+
+    Runs one uint8 digit (H, W) through the layers one by one.
+    """
+    x = loaded.prepare(digit[None])
+    model_input = x[0, 0].astype(np.float64)
+    maps = []
+    for layer in loaded.model.layers:
+        x = layer.forward(x)
+        if layer.kind in ("conv", "pool", "subsample"):
+            maps.append((layer.name, layer.kind, np.asarray(x[0], dtype=np.float64).copy()))
+    loaded.model.clear_caches()
+    from ..kernels.loss import softmax
+
+    return model_input, maps, softmax(x).astype(np.float64)[0]
+
+
+def first_conv_filters(loaded) -> tuple[str, list[tuple[str, np.ndarray]]]:
+    """(layer name, [(label, 2-D kernel)]) of the first conv layer (input channel 0 of each filter)."""
+    layer = next((l for l in loaded.model.layers if l.kind == "conv"), None)
+    if layer is None:
+        raise UserError(f"{loaded.source}: the network has no conv layer to show")
+    weight = np.asarray(layer.params["weight"], dtype=np.float64)
+    if weight.ndim == 4:  # (filters, channels, kh, kw)
+        kernels = [(f"{f}" if weight.shape[1] == 1 else f"{f}·c0", weight[f, 0]) for f in range(weight.shape[0])]
+    else:  # connection table: (connections, kh, kw) in filter-major order
+        kernels = [(f"#{i}", weight[i]) for i in range(weight.shape[0])]
+    return layer.name, kernels

@@ -1,0 +1,381 @@
+"""The training loop: data, run folder, epochs, checkpoints, resume, Ctrl-C.
+
+Determinism: the only randomness is the initial weights (from the seed) and one
+permutation per epoch drawn from a NumPy generator whose state is saved in every
+checkpoint. The kernels are deterministic for a given thread count, so a run
+interrupted at any batch and resumed ends with the same weights, bit for bit, as
+one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..io import write_atomically, write_text_atomically
+from ..nn.checkpoint import load_checkpoint, save_checkpoint
+from ..spec.config import Config, dump_yaml, validate_config
+from ..errors import UserError
+from .evaluate import evaluate
+from .progress import PlainReporter, compile_notice
+
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the state was saved; carries the command that resumes."""
+
+    def __init__(self, resume_command: str):
+        super().__init__(resume_command)
+        self.resume_command = resume_command
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint stays."""
+
+    exit_code = 1
+
+
+@dataclass
+class TrainOptions:
+    data_dir: Path
+    run_dir: Optional[Path] = None
+    resume: Optional[Path] = None
+    offline: bool = False
+    threads: Optional[int] = None
+    command_prefix: str = "cnn train"  # how the user invoked us, for the resume hint
+
+
+@dataclass
+class Dataset:
+    """uint8 images kept as they are on disk; each batch is converted on the fly."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+@dataclass
+class Position:
+    """Where training stands; saved in every checkpoint's meta.json."""
+
+    epoch: int = 0  # epochs fully done
+    batch: int = 0  # batches done in the current epoch
+    step: int = 0  # optimizer steps done in all
+    rng_state: dict = field(default_factory=dict)  # generator state at the start of the current epoch
+    loss_sum: float = 0.0  # running sums of the current epoch
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # training seconds spent in the current epoch
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_dataset(config: Config, data_dir: Path, offline: bool, console=None) -> Dataset:
+    from ..data import check_fits_config, load_split, train_val_split
+    from ..download import ensure_mnist
+
+    ensure_mnist(data_dir, offline=offline, console=console)
+    train_images, train_labels = load_split(data_dir, "train")
+    test_images, test_labels = load_split(data_dir, "test")
+    check_fits_config(config, train_images, train_labels, data_dir, "train")
+    check_fits_config(config, test_images, test_labels, data_dir, "test")
+    train_idx, val_idx = train_val_split(len(train_labels), config.data["val_split"], config.train["seed"])
+    return Dataset(train_images[train_idx], train_labels[train_idx], train_images[val_idx],
+                   train_labels[val_idx], test_images, test_labels)
+
+
+# ---------------------------------------------------------------- run folder
+
+
+def choose_run_dir(config: Config, run_dir: Optional[Path]) -> Path:
+    if run_dir is not None:
+        return Path(run_dir)
+    base = Path("runs") / config.name
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{config.name}-{n}")
+    return candidate
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    lines = [",".join(METRIC_FIELDS)]
+    for row in history:
+        lines.append(",".join("" if row[k] is None else repr(row[k]) for k in METRIC_FIELDS))
+    write_text_atomically(path, "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------- training
+
+
+class Trainer:
+    def __init__(self, config: Config, dataset: Dataset, run_dir: Path, options: TrainOptions,
+                 reporter: PlainReporter):
+        from ..data import make_preparer
+        from ..nn.model import Model
+        from ..nn.optim import make_optimizer
+
+        self.config = config
+        self.train_cfg = config.train
+        self.data = dataset
+        self.run_dir = run_dir
+        self.options = options
+        self.reporter = reporter
+        self.model = Model(config)
+        self.optimizer = make_optimizer(self.train_cfg, [(n, p) for n, p, _ in self.model.parameters()])
+        self.prepare = make_preparer(config)
+        self.rng = np.random.default_rng(self.train_cfg["seed"])
+        self.position = Position(rng_state=self.rng.bit_generator.state)
+        self.interrupted = False
+
+    # ------------------------------------------------------------ state
+
+    def restore(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path)
+        check_resume_compatible(self.config, checkpoint.config, path)
+        self.model.load_state_dict(checkpoint.weights, str(path))
+        try:
+            self.optimizer.load_state_dict(checkpoint.optimizer)
+            meta = checkpoint.meta
+            self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{path}: cannot resume from this checkpoint (missing {error}); the optimizer "
+                            f"or position state is absent or from another optimizer") from None
+
+    def save(self, name: str) -> Path:
+        path = self.run_dir / name
+        meta = dict(vars(self.position))
+        meta["threads"] = self.options.threads
+        try:
+            save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
+        except OSError as error:
+            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); the previous one is "
+                            f"intact — free some space or choose another --run-dir") from None
+        return path
+
+    # ------------------------------------------------------------ loop
+
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train_labels) / self.train_cfg["batch_size"])
+
+    def _load_kernels(self) -> None:
+        """Run every kernel of a training step once, on one image and on copies of
+        the optimizer's arrays, before the clock starts: Numba compiles them here
+        (a first run: ~10 s for lenet5, said on screen) or loads them from its cache, and the
+        epochs' seconds and img/s measure training only. Weights, optimizer state
+        and the random generator are untouched, so resuming stays bit for bit."""
+        with compile_notice(self.reporter.message):
+            x = self.prepare(self.data.train_images[:1])
+            self.model.loss_and_gradients(x, self.data.train_labels[:1])
+            self.optimizer.load_kernel(next(self.model.parameters()))
+            self.model.clear_caches()
+
+    def run(self) -> dict[str, Any]:
+        from ..nn.optim import learning_rate
+
+        cfg, pos = self.train_cfg, self.position
+        batch_size, epochs = cfg["batch_size"], cfg["epochs"]
+        n, steps = len(self.data.train_labels), self.steps_per_epoch()
+        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        self._load_kernels()
+        try:
+            while pos.epoch < epochs:
+                # The permutation is re-drawn from the state saved at the epoch's start,
+                # so a resume in the middle of an epoch sees the same order.
+                self.rng.bit_generator.state = pos.rng_state
+                order = self.rng.permutation(n)
+                self.reporter.start_epoch(pos.epoch + 1, epochs, steps, pos.batch)
+                while pos.batch < steps:
+                    started = time.perf_counter()
+                    idx = order[pos.batch * batch_size:(pos.batch + 1) * batch_size]
+                    x = self.prepare(self.data.train_images[idx])
+                    y = self.data.train_labels[idx]
+                    lr = learning_rate(cfg, pos.step, steps)
+                    loss, logits = self.model.loss_and_gradients(x, y)
+                    if not math.isfinite(loss):
+                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
+                    self.optimizer.step(list(self.model.parameters()), lr)
+                    pos.batch += 1
+                    pos.step += 1
+                    pos.loss_sum += loss * len(y)
+                    pos.correct += int((logits.argmax(axis=1) == y).sum())
+                    pos.seen += len(y)
+                    elapsed = time.perf_counter() - started
+                    pos.seconds += elapsed
+                    self.reporter.batch(pos.batch, pos.loss_sum / pos.seen, pos.correct / pos.seen,
+                                        pos.seen / max(pos.seconds, 1e-9))
+                    if self.interrupted:
+                        self._check_finite_weights(lr)
+                        self.save("last.npz")
+                        raise TrainingInterrupted(self.resume_command())
+                self._finish_epoch(learning_rate(cfg, pos.step - 1, steps))
+        finally:
+            signal.signal(signal.SIGINT, previous_handler)
+            self.model.clear_caches()
+            self.reporter.close()
+        return self._final_summary()
+
+    def _diverged(self, what: str, lr: float):
+        last = self.run_dir / "last.npz"
+        kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
+        raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
+                               f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
+
+    def _check_finite_weights(self, lr: float) -> None:
+        # A step may push a weight to inf while its loss is still finite: such
+        # weights must never become a checkpoint.
+        if not all(np.isfinite(p).all() for _, p, _ in self.model.parameters()):
+            self._diverged(f"weights became infinite or NaN in epoch {self.position.epoch + 1}", lr)
+
+    def _finish_epoch(self, lr: float) -> None:
+        pos = self.position
+        self._check_finite_weights(lr)
+        val = None
+        if len(self.data.val_labels):
+            val = evaluate(self.model, self.data.val_images, self.data.val_labels, self.prepare)
+        row = {
+            "epoch": pos.epoch + 1, "epochs": self.train_cfg["epochs"],
+            "train_loss": pos.loss_sum / max(pos.seen, 1), "train_acc": pos.correct / max(pos.seen, 1),
+            "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
+            "lr": lr, "seconds": pos.seconds, "images_per_s": pos.seen / max(pos.seconds, 1e-9),
+        }
+        pos.history.append({k: row[k] for k in METRIC_FIELDS})
+        pos.epoch += 1
+        pos.batch = 0
+        pos.loss_sum, pos.correct, pos.seen, pos.seconds = 0.0, 0, 0, 0.0
+        pos.rng_state = self.rng.bit_generator.state
+        # Without a validation set, the latest epoch counts as the best.
+        score = val.accuracy if val else float(pos.epoch)
+        improved = score > pos.best_val_acc
+        if improved:
+            pos.best_val_acc, pos.best_epoch = score, pos.epoch
+        # best.npz first: a kill between the two writes then leaves last.npz one
+        # epoch behind (redone on resume), never pointing at a best that is missing.
+        if improved:
+            self.save("best.npz")
+        self.save("last.npz")
+        write_metrics(self.run_dir / "metrics.csv", pos.history)
+        self.reporter.end_epoch(row)
+
+    def _final_summary(self) -> dict[str, Any]:
+        best_path = self.run_dir / "best.npz"
+        self.model.load_state_dict(load_checkpoint(best_path).weights, str(best_path))
+        started = time.perf_counter()
+        test = evaluate(self.model, self.data.test_images, self.data.test_labels, self.prepare)
+        trainable, fixed = self.model.count_parameters()
+        history = self.position.history
+        summary = {
+            "config": self.config.name,
+            "test_accuracy": test.accuracy,
+            "test_loss": test.loss,
+            "test_samples": test.samples,
+            "best_epoch": self.position.best_epoch,
+            "best_val_accuracy": history[self.position.best_epoch - 1]["val_acc"] if history else None,
+            "epochs": len(history),
+            "train_samples": int(len(self.data.train_labels)),
+            "val_samples": int(len(self.data.val_labels)),
+            "train_seconds": sum(row["seconds"] for row in history),
+            "test_seconds": time.perf_counter() - started,
+            "trainable_params": trainable,
+            "fixed_params": fixed,
+        }
+        write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+        return summary
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self.interrupted:  # a second Ctrl-C: the user really wants out now
+            raise KeyboardInterrupt
+        self.interrupted = True
+
+    def resume_command(self) -> str:
+        parts = ["--resume", str(self.run_dir / "last.npz")]
+        if self.options.data_dir != Path("data"):
+            parts += ["--data-dir", str(self.options.data_dir)]
+        if self.options.threads:
+            parts += ["--threads", str(self.options.threads)]
+        return " ".join([self.options.command_prefix] + [shlex.quote(p) for p in parts])
+
+
+def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
+    """Validate everything, then create the run folder: nothing exists before that."""
+    if options.threads is not None:
+        import numba
+
+        if not 1 <= options.threads <= numba.config.NUMBA_NUM_THREADS:
+            raise UserError(f"--threads {options.threads}: must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
+                            f"(the cores numba may use)")
+        numba.set_num_threads(options.threads)
+    dataset = load_dataset(config, options.data_dir, options.offline, reporter.console)
+    if options.resume is not None:
+        run_dir = Path(options.run_dir or Path(options.resume).parent)
+    else:
+        run_dir = choose_run_dir(config, options.run_dir)
+    same_folder = options.resume is not None and run_dir.resolve() == Path(options.resume).parent.resolve()
+    check_run_dir(run_dir, resuming=same_folder)
+    trainer = Trainer(config, dataset, run_dir, options, reporter)
+    if options.resume is not None:
+        # Before creating anything, so a bad checkpoint leaves no folder behind.
+        trainer.restore(Path(options.resume))
+        if not same_folder:
+            # The run goes on in a new folder: bring the best weights so far along.
+            best = Path(options.resume).parent / "best.npz"
+            if not best.is_file():
+                raise UserError(f"{best}: missing; --resume into another --run-dir needs the best.npz beside "
+                                f"the checkpoint")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if options.resume is not None and not same_folder:
+            best_bytes = (Path(options.resume).parent / "best.npz").read_bytes()
+            write_atomically(run_dir / "best.npz", lambda handle: handle.write(best_bytes))
+        write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
+    except OSError as error:
+        raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
+                        f"choose another --run-dir") from None
+    return trainer
+
+
+def check_run_dir(run_dir: Path, resuming: bool) -> None:
+    """A new or empty folder, or (resuming=True) the folder of the checkpoint being resumed."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
+    if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
+                        f"that run with --resume {run_dir / 'last.npz'}")
+
+
+# Settings a resumed run must share with the run it continues: they fix the
+# train/validation split, the shuffling and what a saved batch position means.
+RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"))
+
+
+def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
+    for section, key in RESUME_INVARIANTS:
+        before, now = saved.get(section, {}).get(key), config.resolved[section][key]
+        if before != now:
+            raise UserError(f"{path}: was trained with {section}.{key} = {before}, not {now}; resuming with another "
+                            f"value would change the data order or split — keep {before}, or start a new run")
+
+
+def config_for_resume(checkpoint_path: Path, sets) -> Config:
+    """The config a checkpoint was trained with, plus any command-line overrides."""
+    from ..spec.config import apply_overrides
+
+    checkpoint = load_checkpoint(checkpoint_path)
+    resolved = apply_overrides(checkpoint.config, sets) if sets else checkpoint.config
+    return validate_config(resolved, f"{checkpoint_path} (config.json)")
