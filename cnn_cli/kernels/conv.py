@@ -185,13 +185,8 @@ def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_h
                     for i in range(i_lo, i_hi):
                         dst = plane[i * sh + m - pt]
                         src = (b - b0) * P + i * ow
-                        if sw == 1:
-                            off = n - pl
-                            for j in range(j_lo, j_hi):
-                                dst[uint64(j + off)] += row[uint64(src + j)]
-                        else:
-                            for j in range(j_lo, j_hi):
-                                dst[uint64(j * sw + n - pl)] += row[uint64(src + j)]
+                        for j in range(j_lo, j_hi):  # sw > 1 here: stride 1 took the gather path
+                            dst[uint64(j * sw + n - pl)] += row[uint64(src + j)]
 
 
 @njit(cache=True, error_model="numpy")
