@@ -9,6 +9,7 @@ holds that commit's logits for four fixed random images.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,12 @@ def test_an_old_checkpoint_resumes(small_mnist, tmp_path):
     ckpt = load_checkpoint(CHECKPOINT)
     assert ckpt.config["name"] == "classic-mini" and ckpt.meta["epoch"] == 1
     assert {f"{name}.velocity" for name in ckpt.weights if not name.endswith("centres")} == set(ckpt.optimizer) - {"steps"}
-    result = CliRunner().invoke(app, ["train", "--resume", str(CHECKPOINT), "--epochs", "2", "--data-dir",
-                                      str(small_mnist), "--run-dir", str(tmp_path / "run"), "--offline", "--quiet"])
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("last.npz", "best.npz"):
+        shutil.copy(CHECKPOINT, run / name)
+    result = CliRunner().invoke(app, ["train", "--resume", str(run / "last.npz"), "--epochs", "2", "--data-dir",
+                                      str(small_mnist.folder), "--offline", "--quiet"])
     assert result.exit_code == 0, result.output
     resumed = load_checkpoint(tmp_path / "run" / "last.npz")
     assert resumed.meta["epoch"] == 2
