@@ -106,6 +106,9 @@ def conv_problem(o: ConvOptions) -> ConvProblem:
     weights = rng.integers(-1, 3, (filters, channels, fh, fw)).astype(float)
     bias = rng.integers(-1, 2, filters).astype(float)
     delta = rng.integers(-2, 3, (filters, oh, ow)).astype(float)
+    # An all-zero kernel or δ teaches nothing (every product 0): give it one 1.
+    weights[~weights.any(axis=(2, 3)), 0, 0] = 1
+    delta[~delta.any(axis=(1, 2)), 0, 0] = 1
     source = f"seed {0 if o.seed is None else o.seed}"
     if o.values is not None:
         x, weights, given = parse_values(o.values, [("input", (channels, h, w)),

@@ -90,11 +90,11 @@ def _unreached_text(g: dict) -> list[str]:
         if not cut:
             continue
         real = [i - before for i in cut if 0 <= i - before < n]
-        span = g["padded_input"][0 if axis == "rows" else 1] - f
-        lines.append(f"S = {s} does not divide {span} (padded size − F): padded {axis} {_list(cut)} never enter "
-                     f"a window (marked {UNREACHED})"
-                     + (f"; input {axis} {_list(real)} ({_ordinals(real)}) get a zero gradient" if real
-                        else " (only padding)"))
+        padded = g["padded_input"][0 if axis == "rows" else 1]
+        lines.append(f"{axis} {_list(cut)} of x_pad never enter a window (marked {UNREACHED}): "
+                     f"S = {s} does not divide {padded} − {f} = {padded - f}")
+        lines.append(f"  so input {axis} {_list(real)} ({_ordinals(real)}) get a zero gradient" if real
+                     else "  (they are padding only)")
     return lines
 
 

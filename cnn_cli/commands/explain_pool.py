@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .explain_math import Block, Explanation, Section, number, term, written_sum
+from .explain_math import Block, Explanation, Section, number, term
 
 SWITCH = "*"  # marks a window's maximum (beside the number, so NO_COLOR keeps it)
 UNREACHED = "~"
@@ -134,20 +134,28 @@ def _written_dx(p: PoolProblem, g: dict, matrices: dict, c: int = 0) -> str:
             hits[s // W, s % W] += 1
         cov = hits * 1000 + cov
     i0, j0 = np.unravel_index(int(np.argmax(cov)), cov.shape)
-    terms = []
+    symbols, values, elsewhere = [], [], []
     for i, j, rows, cols in _windows(oh, ow, ph, pw, sh, sw):
         if not (rows.start <= i0 < rows.stop and cols.start <= j0 < cols.stop):
             continue
         d = p.delta[c, i, j]
         if p.kind == "max":
-            hit = matrices["switches"][c, i, j] == i0 * W + j0
-            terms.append(f"{_signed(d) if hit else '0'} (window {i},{j}{': switch' if hit else ''})")
+            if matrices["switches"][c, i, j] != i0 * W + j0:
+                elsewhere.append(f"{i},{j}")
+                continue
+            symbols.append(f"δ[{i},{j}]")
+            values.append(_signed(d))
         elif p.kind == "mean":
-            terms.append(f"{_signed(d)}/{ph * pw}")
+            symbols.append(f"δ[{i},{j}]/{ph * pw}")
+            values.append(f"{_signed(d)}/{ph * pw}")
         else:
-            terms.append(term(p.beta[c], d))
+            symbols.append(f"β·δ[{i},{j}]")
+            values.append(term(p.beta[c], d))
     label = f"∂L/∂x[{i0},{j0}]" if p.x.shape[0] == 1 else f"∂L/∂x(c={c})[{i0},{j0}]"
-    return written_sum(label, terms, matrices["dx"][c, i0, j0], limit=200)
+    line = f"{label} = {' + '.join(symbols) or '0'} = {' + '.join(values) or '0'} = {number(matrices['dx'][c, i0, j0])}"
+    if elsewhere:
+        line += f"  (window{'s' if len(elsewhere) > 1 else ''} {'; '.join(elsewhere)} also contain it, with the maximum elsewhere)"
+    return line
 
 
 def explain_pool(p: PoolProblem) -> Explanation:
