@@ -227,8 +227,10 @@ def _written_dx(p: ConvProblem, padded: np.ndarray, dx_pad: np.ndarray, g: dict)
     i, j = where
     terms = _dx_terms(p, padded, i + t, j + l, 0)
     label = f"∂L/∂x[{i},{j}]" if p.x.shape[0] == 1 else f"∂L/∂x(c=0)[{i},{j}]"
-    kname = (lambda k: f"{k}," if K > 1 else "")
-    symbolic = " + ".join(f"δ[{kname(k)}{d[0]},{d[1]}]·w[{kname(k)}{m[0]},{m[1]}]" for k, d, m, _, _ in terms)
+    many = K > 1 or p.x.shape[0] > 1
+    dname = (lambda k: f"δ(k={k})" if K > 1 else "δ")
+    wname = (lambda k: f"W(k={k},c=0)" if many else "w")
+    symbolic = " + ".join(f"{dname(k)}[{d[0]},{d[1]}]·{wname(k)}[{m[0]},{m[1]}]" for k, d, m, _, _ in terms)
     numeric = written_sum(label, [term(dv, wv) for *_, dv, wv in terms], dx_pad[0, i + t, j + l])
     return [f"{label} = {symbolic or '0'}", numeric]
 
