@@ -28,6 +28,7 @@ from .explain_options import (
     parse_count,
     parse_pair,
     parse_padding,
+    parse_seed,
     parse_values,
 )
 from .explain_pool import PoolProblem, explain_pool
@@ -101,7 +102,8 @@ def conv_problem(o: ConvOptions) -> ConvProblem:
                       f"--input {h}x{w}, --padding {padding_text}",
                       "use a smaller --kernel, more --padding or a larger --input")
     oh, ow = output_size(h, fh, sh, t, b), output_size(w, fw, sw, l, r)
-    rng = np.random.default_rng(0 if o.seed is None else o.seed)
+    seed = parse_seed(o.seed)
+    rng = np.random.default_rng(seed)
     x = rng.integers(0, 4, (channels, h, w)).astype(float)
     weights = rng.integers(-1, 3, (filters, channels, fh, fw)).astype(float)
     bias = rng.integers(-1, 2, filters).astype(float)
@@ -109,14 +111,14 @@ def conv_problem(o: ConvOptions) -> ConvProblem:
     # An all-zero kernel or δ teaches nothing (every product 0): give it one 1.
     weights[~weights.any(axis=(2, 3)), 0, 0] = 1
     delta[~delta.any(axis=(1, 2)), 0, 0] = 1
-    source = f"seed {0 if o.seed is None else o.seed}"
+    source = f"seed {seed}"
     if o.values is not None:
         x, weights, given = parse_values(o.values, [("input", (channels, h, w)),
                                                     ("kernel", (filters, channels, fh, fw)),
                                                     ("∂L/∂z", (filters, oh, ow))], optional_last=True)
         bias = np.zeros(filters)
         delta = delta if given is None else given
-        source = "your values" + ("" if given is not None else f", ∂L/∂z from seed {o.seed or 0}")
+        source = "your values" + ("" if given is not None else f", ∂L/∂z from seed {seed}")
     title = (f"Convolution: input {channels}@{h}×{w}, {filters} filter(s) {fh}×{fw}, stride {sh}×{sw}, "
              f"padding {padding_text} ({source})")
     return ConvProblem(title, x, weights, bias, (sh, sw), (t, b, l, r), padding_text, delta)
@@ -132,7 +134,7 @@ def pool_problem(o: PoolOptions) -> PoolProblem:
     check_window_fits("--size", (ph, pw), (h, w), "input", f"--input {h}x{w}",
                       "use a smaller --size or a larger --input")
     oh, ow = (h - ph) // sh + 1, (w - pw) // sw + 1
-    seed = 0 if o.seed is None else o.seed
+    seed = parse_seed(o.seed)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 10, (channels, h, w)).astype(float)
     delta = rng.integers(-2, 4, (channels, oh, ow)).astype(float)

@@ -12,6 +12,7 @@ from ..geometry import same_padding
 
 MAX_SIDE = 32  # matrices a person can read; --json still gives every number below it
 MAX_MAPS = 8
+MAX_VALUE = 1e6  # hand-sized numbers; far larger ones would only test float64's range
 _SIZE = re.compile(r"^\s*(-?\d+)\s*(?:[x×X*]\s*(-?\d+))?\s*$")
 
 
@@ -35,6 +36,14 @@ def parse_count(value: Optional[int], option: str, default: int) -> int:
     if not 1 <= value <= MAX_MAPS:
         raise UserError(f"{option} {value}: give 1 to {MAX_MAPS}")
     return value
+
+
+def parse_seed(seed: Optional[int]) -> int:
+    if seed is None:
+        return 0
+    if seed < 0:
+        raise UserError(f"--seed {seed}: give a seed of 0 or more")
+    return seed
 
 
 def parse_padding(text: str, height: int, width: int, kernel: tuple[int, int],
@@ -81,8 +90,9 @@ def parse_values(text: str, shapes: list[tuple[str, tuple[int, ...]]], optional_
             except ValueError:
                 raise UserError(f"--values: {item!r} in the {name} is not a number; "
                                 f"numbers are separated by ',' and parts by ';'") from None
-            if not np.isfinite(value):
-                raise UserError(f"--values: {item!r} in the {name} is not a finite number")
+            if not np.isfinite(value) or abs(value) > MAX_VALUE:
+                raise UserError(f"--values: {item!r} in the {name} is not a number between "
+                                f"-{MAX_VALUE:g} and {MAX_VALUE:g}")
             numbers.append(value)
         need = int(np.prod(shape))
         if len(numbers) != need:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 from typing import Iterable
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
@@ -97,12 +98,12 @@ def check_lines(exp: Explanation) -> list[Text]:
             Text()]
 
 
-def too_wide_note(explanations: Iterable[Explanation]) -> str | None:
-    widest = max((max(e.geometry["padded_input"]) for e in explanations), default=0)
+def too_wide_note(explanations: Iterable[Explanation], widest: int) -> str | None:
+    """Say so when the text is wider than WIDTH or the input larger than the size that is promised to fit."""
     inputs = max((max(e.geometry["input"][1:]) for e in explanations), default=0)
-    if inputs > MAX_FITTING:
-        return (f"note: inputs larger than {MAX_FITTING}×{MAX_FITTING} may not fit {WIDTH} columns "
-                f"(this one is {inputs} wide, {widest} padded); --json gives every matrix")
+    if inputs > MAX_FITTING or widest > WIDTH:
+        return (f"note: only inputs up to {MAX_FITTING}×{MAX_FITTING} with short numbers are laid out to fit {WIDTH} "
+                f"columns; this output is {widest} wide; --json gives every matrix")
     return None
 
 
@@ -113,9 +114,9 @@ def make_console() -> Console:
 
 def print_explanations(explanations: list[Explanation], console: Console | None = None) -> None:
     console = console or make_console()
-    note = too_wide_note(explanations)
+    lines = [line for exp in explanations for line in explanation_lines(exp)]
+    note = too_wide_note(explanations, max((cell_len(line.plain) for line in lines), default=0))
     if note:
         console.print(Text(note, style="yellow"))
-    for exp in explanations:
-        for line in explanation_lines(exp):
-            console.print(line)
+    for line in lines:
+        console.print(line)

@@ -240,8 +240,14 @@ def test_output_fits_100_columns(args):
 def test_wider_inputs_say_so_and_point_to_json():
     result = run("conv", "--input", "9x12")
     assert result.exit_code == 0
-    assert "may not fit 100 columns" in result.stdout and "--json" in result.stdout
-    assert "may not fit" not in run("conv", "--input", "7x7").stdout
+    first = result.stdout.splitlines()[0]
+    assert "fit 100 columns" in first and "--json" in first
+    assert "fit 100 columns" not in run("conv", "--input", "7x7").stdout
+    # Long numbers of the user's own can overflow a 7×7 layout too: the note says how wide it is.
+    values = ",".join(["-12345.678"] * 49) + ";" + ",".join(["1"] * 49)
+    long = run("conv", "--input", "7x7", "--kernel", "7", "--padding", "same", "--values", values)
+    widest = max(cell_len(line) for line in long.stdout.splitlines())
+    assert widest > 100 and f"this output is {widest} wide" in long.stdout.splitlines()[0]
 
 
 def test_no_color_drops_colour_but_keeps_every_marker():
@@ -275,6 +281,10 @@ def test_no_color_drops_colour_but_keeps_every_marker():
     (("conv", "--input", "2x2", "--kernel", "1", "--values", "1,2,3,4;1;1,1,1"), "--values"),
     (("conv", "--input", "2x2", "--kernel", "1", "--values", "1,2,3,4;1;1,1,1,1;9"), "--values"),
     (("conv", "--input", "2x2", "--kernel", "1", "--values", "1,2,3,inf;1"), "--values"),
+    (("conv", "--input", "2x2", "--kernel", "1", "--values", "1,2,3,1e300;1"), "--values"),
+    (("conv", "--seed", "-1"), "--seed"),
+    (("pool", "--seed", "-1"), "--seed"),
+    (("pool", "--stride", "1x0"), "--stride"),
     (("pool", "--kind", "median"), "--kind"),
     (("pool", "--size", "5"), "--size"),
     (("pool", "--values", "1,2,3"), "--values"),
