@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConvSpec, LayerShape, PoolSpec
-from ..layers import build_layer
+from ..spec.config import ConvSpec, LayerShape, PoolSpec
+from ..nn.layers import build_layer
 
 # Integer inputs make every sum of products exact in float64; the tolerance only
 # absorbs the rounding of δ/(p·p) and of BLAS's summation order.

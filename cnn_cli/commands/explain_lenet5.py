@@ -12,8 +12,8 @@ import dataclasses
 import math
 from typing import Any
 
-from ..config import ConvSpec, load_config
-from ..params import build_report, conv_params
+from ..spec.config import ConvSpec, load_config
+from .params import build_report, conv_params
 
 CONFIG = "lenet5-classic"
 # LeCun, Bottou, Bengio & Haffner (1998), section II.B, on Table I.

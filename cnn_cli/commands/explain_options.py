@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import UserError
-from ..geometry import same_padding
+from ..spec.geometry import same_padding
 
 MAX_SIDE = 32  # matrices a person can read; --json still gives every number below it
 MAX_MAPS = 8
