@@ -65,6 +65,19 @@ def user_errors_exit_2(command):
     return wrapper
 
 
+def wide_console(width: int):
+    """A Rich console for wide tables: the terminal's width, or `width` columns when
+    the output goes to a file or pipe and COLUMNS does not say otherwise."""
+    import os
+
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=width)
+    return console
+
+
 DATA_DIR_HELP = "Folder holding the MNIST files (default: $CNN_DATA_DIR, else ./data)."
 
 
@@ -228,11 +241,7 @@ def params(
     if json_out:
         print(json.dumps(report.to_json()))
         return
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=160)
+    console = wide_console(160)
     for renderable in render_report(report):
         console.print(renderable)
 
@@ -428,11 +437,7 @@ def bench(
     if json_out:
         print(json.dumps(result))
         return
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=140)
+    console = wide_console(140)
     for renderable in render_bench(result):
         console.print(renderable)
 

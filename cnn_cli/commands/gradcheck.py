@@ -110,7 +110,7 @@ def _conv_shape(in_shape, filters, kernel, stride, padding, activation, connecti
 
 def _pool_shape(in_shape, kind, size, stride, p=2.0, activation="identity"):
     c, h, w = in_shape
-    out = (c, (h - size[0]) // stride[0] + 1, (w - size[1]) // stride[1] + 1)
+    out = (c, conv_output_size(h, size[0], stride[0], 0, 0), conv_output_size(w, size[1], stride[1], 0, 0))
     return LayerShape(PoolSpec(kind, kind, size, stride, p, activation), in_shape, out, "gradcheck")
 
 

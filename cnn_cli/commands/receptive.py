@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..spec.config import Config, ConvSpec, PoolSpec
+from ..spec.geometry import conv_output_size
 from ..errors import UserError
 
 SHADES = "░▒▓█"  # four levels for grids too wide to print numbers
@@ -42,7 +43,7 @@ def window_counts_1d(n: int, kernel: int, stride: int, before: int = 0, after: i
     padded = n + before + after
     if padded < kernel:
         return counts
-    windows = (padded - kernel) // stride + 1
+    windows = conv_output_size(n, kernel, stride, before, after)
     # Difference array: +1 where a window starts, −1 one past where it ends, clipped to the input.
     diff = np.zeros(n + 1, dtype=np.int64)
     starts = np.arange(windows) * stride - before

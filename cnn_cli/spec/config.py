@@ -539,7 +539,7 @@ def _pool_output_shape(r: _Reader, spec: PoolSpec, path: str, in_shape) -> tuple
     if spec.size[0] > h or spec.size[1] > w:
         raise r.fail(f"{path}.size", f"{spec.name}: window {spec.size[0]}×{spec.size[1]} is larger than its input "
                                      f"{h}×{w}, so the map would shrink to nothing; use a smaller window or remove the pool")
-    return (c, (h - spec.size[0]) // spec.stride[0] + 1, (w - spec.size[1]) // spec.stride[1] + 1)
+    return (c, conv_output_size(h, spec.size[0], spec.stride[0], 0, 0), conv_output_size(w, spec.size[1], spec.stride[1], 0, 0))
 
 
 def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_shape):
