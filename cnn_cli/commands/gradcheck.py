@@ -27,10 +27,10 @@ from ..spec.config import (
 EPSILON = 1e-6
 # A whole network's loss adds up thousands of terms (the classic LeNet-5's RBF
 # logits are squared distances near 100), and their float64 round-off divided
-# by 2ε exceeds 1e-6 of the smallest gradients' scale at ε = 1e-6: measured on
-# lenet5-classic, the input-gradient error is 1.7e-6 at ε = 1e-6, 1.8e-7 at
-# 1e-5, 1.6e-5 at 1e-7 — round-off, not a wrong gradient. The O(ε²) truncation
-# error at 1e-5 is still ~1e-10, so networks are checked with ε = 1e-5.
+# by 2ε can exceed 1e-6 of the smallest gradients' scale at ε = 1e-6 —
+# round-off, not a wrong gradient (figures: benchmarks/RESULTS.md, Design
+# measurements). The O(ε²) truncation error at 1e-5 is still ~1e-10, so
+# networks are checked with ε = 1e-5.
 NETWORK_EPSILON = 1e-5
 TOLERANCE = 1e-6
 

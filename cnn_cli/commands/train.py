@@ -177,7 +177,7 @@ class Trainer:
     def _load_kernels(self) -> None:
         """Run every kernel of a training step once, on one image and on copies of
         the optimizer's arrays, before the clock starts: Numba compiles them here
-        (a first run: ~10 s for lenet5, said on screen) or loads them from its cache, and the
+        (a first run, said on screen) or loads them from its cache, and the
         epochs' seconds and img/s measure training only. Weights, optimizer state
         and the random generator are untouched, so resuming stays bit for bit."""
         with compile_notice(self.reporter.message):

@@ -1,7 +1,7 @@
 """Convolution as matrix products: the helpers around a BLAS GEMM.
 
-Every convolution runs here (conv.py maps a connection table onto the dense
-weights these kernels take). The input is lowered to a column matrix (im2col)
+Every convolution runs here (spec/tables.py maps a connection table onto the
+dense weights these kernels take). The input is lowered to a column matrix (im2col)
 and BLAS does the three products
 
     forward      Z  = W · cols                  (K, n)
@@ -15,11 +15,10 @@ max pooling right after the conv can run in the same epilogue (pool=2; the
 model's ConvMaxPool step): the conv's output is pooled while in cache and
 never stored, and backward routes δ to each window's maximum itself. BLAS is called from
 inside Numba (blas.matmul, through SciPy's BLAS) and held to one thread, so there is
-a single thread pool: two pools spinning against each other on two cores made a
-step 5-20× slower.
-Measured on LeNet-5's conv2 at batch 64 this was ~3× faster forward and ~5×
-backward than the direct loops conv.py used to run: BLAS blocks for registers
-and cache, which short 10-wide rows never let the direct loops do.
+a single thread pool: two pools would spin against each other on the same cores
+(runtime/blas.py). Products rather than direct loops, because BLAS blocks for
+registers and cache, which a conv's short rows (10 wide in LeNet-5's conv2)
+never let a direct loop do (benchmarks/RESULTS.md, Design measurements).
 
 Layout: row r = (c·Fh + m)·Fw + n, column q = (b − b0)·P + i·ow + j, where
 P = oh·ow and b0 is the chunk's first image.
@@ -45,10 +44,11 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 _SMALL_TN_MAX = 1200
 
 # Size of one chunk's column matrix, in numbers (see chunk_images): 64k float32
-# = 256 KB, half of a Zen 3 core's L2. Of 40k-100k (and, counted in output
-# positions, 400-8192) tried on lenet5 at batches 16-1000, this was best:
-# conv1 runs chunks of 3 images, conv2 of 4, so batch 16 already spreads over
-# two cores.
+# = 256 KB, small enough to stay in a core's L2 cache with room to spare, so
+# lowering, product and epilogue all run on cached data; and small enough that
+# lenet5's conv1 runs chunks of 3 images and conv2 of 4, so batch 16 already
+# spreads over two cores. Picked by a sweep (benchmarks/RESULTS.md, Design
+# measurements).
 CHUNK_ELEMENTS = 65536
 
 
@@ -116,7 +116,8 @@ def _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow):
     row of a window is a few 8-wide copies (kernels/runtime/vector.py), the last one
     ending at the row's end, with no bounds to test. A padded conv first copies
     the chunk's images into a zero-bordered buffer, so every tap reads inside
-    it (conv1 of lenet5: 16 → 7 µs per chunk of 3 images, one thread)."""
+    it, which costs less than testing bounds on every row (benchmarks/RESULTS.md,
+    Design measurements)."""
     B, C, H, W = x.shape
     P = oh * ow
     Hp = max(H + pt, (oh - 1) * sh + fh)  # the rows and columns the taps reach
@@ -375,13 +376,12 @@ def _backward_chunk(ch, context):
             total += acc[p]
         db_part[k] = total
     # dWᵀ = cols·δᵀ (R, K) rather than dW = δ·colsᵀ (K, R): the same products,
-    # but OpenBLAS runs this orientation 2.5× faster (0.30 vs 0.75 ms for
-    # lenet5's conv2 at batch 64, one thread). OpenBLAS (SkylakeX kernels)
-    # sends this product, a TN one in its column-major terms, through its
-    # small-matrix kernel only while K·R ≤ 1200; past that it packs both
-    # operands first, and multiplying by a stored δᵀ (an NN product, small
-    # kernel) is faster: conv2 24 → 17 µs per chunk. Below it the TN product
-    # wins (conv1: K·R = 150) and δᵀ is not built.
+    # in the orientation OpenBLAS runs faster for these shapes. OpenBLAS
+    # (SkylakeX kernels) sends this product, a TN one in its column-major
+    # terms, through its small-matrix kernel only while K·R ≤ 1200; past that
+    # it packs both operands first, and multiplying by a stored δᵀ (an NN
+    # product, small kernel) is faster. Below it the TN product wins (conv1:
+    # K·R = 150) and δᵀ is not built. (benchmarks/RESULTS.md, Design measurements.)
     if small_tn:
         matmul(cols, np.bool_(False), delta, np.bool_(True), dw_part)
     else:

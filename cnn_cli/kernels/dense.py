@@ -6,8 +6,9 @@ holds every BLAS to one thread; Numba's pool owns the cores), so each is one
 fixed sequence of operations: bitwise repeatable for any thread count. The
 loops around them (bias, activation, δ = ∂L/∂a·f'(a), the bias gradient summed
 in batch order) are contiguous over units and vectorise; blocks of rows spread
-over the cores. Hand-written axpy loops did the products before; BLAS is 2-3×
-faster on fc1 of LeNet-5 (400×120) at batch 64.
+over the cores. BLAS does the products because it blocks for registers and
+cache, which hand-written loops do not (benchmarks/RESULTS.md, Design
+measurements).
 """
 
 import numpy as np
@@ -24,8 +25,9 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 # The batch is cut into row blocks of at least ROWS_PER_BLOCK rows (at most
 # MAX_BLOCKS), one BLAS call per block and per parallel item. The cut depends on
 # the batch size only, never on the thread count, so every product is the same
-# sequence of operations on any machine setting. Measured on lenet5's fc1 at
-# batch 256: one call for the whole batch left a core idle for 0.27 + 0.59 ms.
+# sequence of operations on any machine setting. Blocks rather than one call
+# for the whole batch, because a single-threaded BLAS call leaves the other
+# cores idle (benchmarks/RESULTS.md, Design measurements).
 ROWS_PER_BLOCK = 32
 MAX_BLOCKS = 8
 
@@ -127,8 +129,8 @@ def _dense_backward(launch, block_fn, da, a, x, w, act, need_dx):
             dbias[uint64(u)] += row[uint64(u)]
     if blocks == 1:
         return dx, dw_parts[0], dbias
-    # Serial: at most 8 × D·U additions (0.1 ms for fc1 at batch 256), and a
-    # second parallel loop would add ~0.5 s of compile.
+    # Serial: at most 8 × D·U additions, too little work to repay a second
+    # parallel loop's compile time (benchmarks/RESULTS.md, Design measurements).
     dw = np.empty((D, U), dtype=dt)
     for d in range(D):
         for u in range(U):

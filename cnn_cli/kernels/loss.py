@@ -6,10 +6,11 @@ float64 whatever the input dtype: rows are short (one entry per class), so the
 cost is nil, and the loss the trainer prints and the gradient it follows are
 then as accurate as the inputs allow. dlogits is returned in the logits' dtype.
 
-Serial, unlike the other kernels: a batch's logits are a few thousand numbers
-(7 µs for lenet5 at batch 64), less than it costs to wake a thread pool, and a
-parallel loop added ~0.6 s of compile per kernel. The per-sample losses are
-added in sample order, so the loss is bitwise deterministic.
+Serial, unlike the other kernels: a batch's logits are a few thousand numbers,
+less work than it costs to wake a thread pool, and a parallel loop would add
+to every kernel's cold compile (benchmarks/RESULTS.md, Design measurements).
+The per-sample losses are added in sample order, so the loss is bitwise
+deterministic.
 """
 
 import numpy as np

@@ -1,17 +1,17 @@
 """Optimizer updates, one fused pass over the parameters.
 
-NumPy would make four to six passes (and temporaries) per array per step;
-at batch 1 that bookkeeping cost as much as the whole backward pass. These
-loops read and write each element once. A model hands its whole parameter
-buffer over in one call (model.pack_parameters); Adam's square roots and
-divisions then spread over the cores in chunks (lenet5, 61,706 numbers, in a
-training step where the arrays come from L3: 62 → 38 µs on two cores), and
-SGD, a few multiply-adds per number, stays serial.
+NumPy would make four to six passes (and temporaries) per array per step,
+bookkeeping that weighs most at small batches. These loops read and write
+each element once. A model hands its whole parameter buffer over in one call
+(model.pack_parameters); Adam's square roots and divisions then spread over
+the cores in chunks, enough work to repay the split, while SGD, a few
+multiply-adds per number, stays serial (benchmarks/RESULTS.md, Design
+measurements).
 Every array is 1-D: the Optimizer passes flat views of C-contiguous arrays
 (optim._flat refuses others), so one compiled signature serves all parameters.
 Constants are cast to the array's dtype so float32 training stays float32, and
 indices are unsigned: Numba's wraparound test for negative indices would stop
-LLVM from vectorising the loops (measured 2.4 ns per element before, see below).
+LLVM from vectorising the loops.
 """
 
 import numpy as np
@@ -92,8 +92,8 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     The bias corrections are computed here, in Python floats, exactly as
     PyTorch's Adam computes them (`beta ** step` and `** 0.5` are C's pow(); Numba's float ** int
     multiplies by squaring and differed from it in the last bit for about
-    half of the steps tried), and Numba's power routine no longer compiles
-    (0.5 s of the cold compile)."""
+    half of the steps tried), and Numba's power routine, a noticeable part of
+    the cold compile, is not compiled at all."""
     step_size = float(lr) / (1.0 - float(beta1) ** int(step))
     bias2_sqrt = (1.0 - float(beta2) ** int(step)) ** 0.5
     _adam_update(launch_address(), _adam_chunk.native.address(param.dtype), param, grad, m, v, float(beta1),

@@ -22,8 +22,8 @@ the branch, outside the loops). Mean, L_p and subsampling share their loops:
   or sign(x)·|x|^(p−1).
 
 Max pooling keeps its own loops: a running maximum and its argmax.
-Eight items and eight drivers compiled in ~5 s; two items and two drivers in
-a fraction of that (the cold compile of every kernel, `cnn bench`).
+Two shared items and two drivers, rather than a pair per kind, keep the cold
+compile short (`cnn bench`; benchmarks/RESULTS.md, Design measurements).
 
 Loops are ordered (output row i, tap m, tap n, output column j) with j
 innermost: contiguous in the output and delta, and in the input when the
@@ -75,9 +75,8 @@ def maxpool_2x2_plane(xp, op, ap, W):
     group of a row masked to what is left (kernels/runtime/vector.py maxpool2x2). Each
     window takes the maximum of each pair of a row, then of the two rows, with
     selects instead of jumps: random data makes every comparison a coin toss,
-    and mispredicted branches cost the general loop 3× the time. Scalar and
-    branch-free this took 0.125 ms for LeNet-5's pool1 at batch 64 on one
-    thread; eight at a time, 0.055 ms."""
+    and mispredicted branches dominate the general loop's time
+    (benchmarks/RESULTS.md, Design measurements)."""
     oh, ow = op.shape
     for i in range(oh):
         for j in range(0, ow, VECTOR):

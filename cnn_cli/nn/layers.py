@@ -66,13 +66,13 @@ class Layer:
 
 # Keep a conv's im2col columns from forward for backward when a column is at least
 # this long (C·Fh·Fw); shorter ones are cheaper to recompute than to store and
-# read back. Measured at batch 64: conv2 of LeNet-5 (150) backward 1.03 -> 0.82 ms
-# when kept; conv1 (25) forward 0.25 -> 0.37 ms when kept, backward no faster.
+# read back (lenet5 keeps conv2's 150-long columns, not conv1's 25-long ones;
+# benchmarks/RESULTS.md, Design measurements).
 KEEP_COLUMNS_FROM = 100
 # ... and when the kept columns of the whole batch fit in this many bytes. Past
 # that they no longer stay in cache between forward and backward, and reading
-# them back costs more than lowering again: lenet5's conv2 at batch 256 (15 MB)
-# stepped 11.4 -> 10.7 ms without them, at batch 64 (3.8 MB) 2.8 -> 3.0 ms.
+# them back costs more than lowering again (benchmarks/RESULTS.md, Design
+# measurements).
 KEEP_COLUMNS_MAX_BYTES = 8 << 20
 
 

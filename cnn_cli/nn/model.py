@@ -36,8 +36,9 @@ def pack_parameters(layers: list[Layer], dtype) -> tuple[np.ndarray, np.ndarray]
     """(parameters, gradients): two flat buffers, every trainable array of the layers
     a view into the first (its values copied in) and its gradient a view into the
     second at the same place, in model.parameters() order. The optimizer then
-    updates the whole model in one kernel call instead of one per array (ten for
-    lenet5: ~4 µs of call overhead each, as much as the update itself)."""
+    updates the whole model in one kernel call instead of one per array: a
+    call's overhead is as large as the update of a small array
+    (benchmarks/RESULTS.md, Design measurements)."""
     sizes = [p.size for layer in layers for p in layer.params.values()]
     params = np.empty(sum(sizes), dtype=dtype)
     grads = np.zeros(sum(sizes), dtype=dtype)

@@ -58,8 +58,8 @@ class Optimizer:
         self._grads: np.ndarray | None = None
         self._grads_of: list[np.ndarray] = []
         # The kernels get every array as a flat view: one compiled signature for
-        # all parameters instead of one per number of dimensions (~0.3 s of
-        # compile each). Views, so updates land in the arrays themselves.
+        # all parameters instead of one per number of dimensions, each of which
+        # would compile on its own. Views, so updates land in the arrays themselves.
         self._flat_state = {name: {slot: _flat(a) for slot, a in slots.items()} for name, slots in self.state.items()}
 
     def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float) -> None:

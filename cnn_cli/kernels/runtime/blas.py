@@ -2,10 +2,9 @@
 
 The conv and dense kernels call BLAS (np.dot, through SciPy's BLAS) from inside
 their own parallel loops. If BLAS kept its own thread pool, two pools would spin
-against each other on the same cores: a LeNet-5 training step measured 5-20×
-slower (6.8 ms per batch of 64 with one BLAS thread, 34-160 ms with two), and a
-conv backward pass called outside a model 80× slower. The modules that call BLAS
-apply this limit when they are imported.
+against each other on the same cores and every step would slow down several
+times over (benchmarks/RESULTS.md, Design measurements). The modules that call
+BLAS apply this limit when they are imported.
 """
 
 import importlib.machinery
@@ -35,11 +34,12 @@ def use_single_threaded_blas() -> None:
 def _load_cython_blas() -> None:
     """Load scipy.linalg.cython_blas, the table of BLAS functions Numba's
     numba_xxgemm looks up by module name, without running scipy.linalg's
-    __init__ first: that package imports ~150 ms of modules the kernels never
-    use, the largest part of what a launch with cached kernels spends before
-    its first batch. The extension module is loaded from its file and
-    registered under its name, where Numba's lookup (a plain import) finds it;
-    if anything about that fails, it is imported the usual way."""
+    __init__ first: that package imports many modules the kernels never use,
+    the largest part of what a launch with cached kernels spends before its
+    first batch (benchmarks/RESULTS.md, Design measurements). The extension
+    module is loaded from its file and registered under its name, where
+    Numba's lookup (a plain import) finds it; if anything about that fails, it
+    is imported the usual way."""
     name = "scipy.linalg.cython_blas"
     if name in sys.modules:
         return
@@ -63,9 +63,9 @@ def _load_cython_blas() -> None:
 # Every matrix product of the kernels goes through `matmul`, one compiled
 # function per float type, instead of np.dot: Numba compiles np.dot once per
 # combination of operand layouts and output (C, transposed views, a given out
-# or not: seven copies, ~1.1 s of cold compile), and which transposition BLAS
-# is asked for decides which of OpenBLAS's kernels runs (see gemm_conv's
-# weight gradient), so the kernels say it explicitly.
+# or not: seven copies, each adding to the cold compile), and which
+# transposition BLAS is asked for decides which of OpenBLAS's kernels runs
+# (see kernels/conv.py's weight gradient), so the kernels say it explicitly.
 
 _CHAR, _SIZE, _VOID_P = ir.IntType(8), ir.IntType(64), ir.IntType(8).as_pointer()
 # numba_xxgemm(kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)

@@ -4,9 +4,9 @@ Every parallel kernel here is a loop over independent items (a chunk of
 images, an output plane), each item the job of one serial @njit function.
 Written as a `prange` loop in each kernel, Numba compiles the parallel
 machinery once per kernel (the loop's gufunc, its wrapper, the thread
-launcher: ~0.5 s each), and links the item's code into every one of those
-modules, where LLVM optimises and compiles it again (~70 % of a kernel's cold
-compile; conv_forward and conv_backward took 18 s together).
+launcher), and links the item's code into every one of those modules, where
+LLVM optimises and compiles it again: most of a kernel's cold compile
+(benchmarks/RESULTS.md, Design measurements).
 
 Here the kernels share ONE compiled parallel loop, `_launch(item, n, context)`:
 for i in prange(n) it calls the item function at address `item` with
@@ -19,7 +19,7 @@ which stores the tuple in the kernel's stack frame and runs `_launch` through
 its address. No kernel module holds an item's body or a copy of the parallel
 machinery. Addresses are plain integers, free to pass (no per-call type
 inference), and looked up afresh in every process; the compiled code of the
-items, the kernels and `_launch` is cached on disk as before.
+items, the kernels and `_launch` is cached on disk like any @njit code.
 
 Safety: `parallel_for` checks at compile time that the tuple has exactly the
 types the item was compiled for (the item's address is always taken before
@@ -77,8 +77,8 @@ def native_item(signature_of: Callable[[types.Float], tuple]):
     def wrap(dispatcher):
         # An item is only ever called through its address, never from Python:
         # without the CPython wrapper Numba would build (argument unboxing,
-        # error reporting), each item compiles less code. Measured over every
-        # kernel: ~0.8 s of the cold compile.
+        # error reporting), each item compiles less code, which shortens the
+        # cold compile (benchmarks/RESULTS.md, Design measurements).
         dispatcher.targetoptions["no_cpython_wrapper"] = True
         dispatcher.native = NativeItem(dispatcher, signature_of)
         return dispatcher
@@ -188,9 +188,10 @@ def item_args(typingctx, context):
                 # item needs no reference of its own: a NULL meminfo makes
                 # Numba's incref/decref of the array (and of its views) a test
                 # and a jump. Counting real references, every item of every
-                # thread did atomic increments and decrements on the same few
-                # counters: with two threads, per-plane pooling items (1,024 of
-                # them for a batch of 64) ran 2-10x slower than on one.
+                # thread would do atomic increments and decrements on the same
+                # few counters, and many small items (per-plane pooling) would
+                # run slower on two threads than on one (benchmarks/RESULTS.md,
+                # Design measurements).
                 array = cgutils.create_struct_proxy(member)(ctx, builder, value=element)
                 array.meminfo = cgutils.get_null_value(array.meminfo.type)
                 value = builder.insert_value(value, array._getvalue(), i)

@@ -3,8 +3,8 @@
 LLVM vectorises a loop whose trip count it does not know only when the count
 is large enough for its vector width times its unroll factor, after a runtime
 check that source and destination do not overlap; im2col's and col2im's rows
-are as short as a conv's output width (10 for LeNet-5's conv2), so they ran one
-number at a time.
+are as short as a conv's output width (10 for LeNet-5's conv2), so LLVM leaves
+them scalar: one number at a time.
 
 - `copy8` (im2col): one unaligned 8-wide load and store. Callers cover a row of
   n ≥ 8 with copies at 0, 8, 16, … and a last one at n − 8, which may repeat
@@ -16,8 +16,8 @@ number at a time.
   places. The taps are added in the scatter's own order, so the
   sums are bit for bit the same. One chain of dependent additions would wait
   on each addition's latency, so three planes' chains run side by side
-  (col2im of LeNet-5's conv2: 27 → 12.7 µs per chunk, one thread); a last
-  group of one or two planes leaves the other chains empty.
+  (benchmarks/RESULTS.md, Design measurements); a last group of one or two
+  planes leaves the other chains empty.
 - `maxpool2x2` (2×2, stride-2 max pooling): up to eight outputs of a row at
   once — two 16-wide masked row loads split into even and odd columns, the
   pooling's own comparisons and selects lane by lane, masked stores — so
@@ -191,8 +191,8 @@ def maxpool2x2(typingctx, x, start, width, out, arg, out_start, count):
                                    _splat(builder, builder.add(count, count), wide_ints))
         write = builder.icmp_signed("<", ir.Constant(ints, list(range(VECTOR))), _splat(builder, count, ints))
 
-        # A full group (count = 8) uses plain loads and stores: masked ones with
-        # every lane set cost 1.7× as much (pool1 of LeNet-5, Zen 4).
+        # A full group (count = 8) uses plain loads and stores: masked ones cost
+        # more even with every lane set (benchmarks/RESULTS.md, Design measurements).
         full = builder.icmp_signed(">=", count, ir.Constant(count.type, VECTOR))
 
         def row(offset):
