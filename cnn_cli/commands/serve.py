@@ -25,6 +25,7 @@ import json
 import math
 import sys
 import threading
+import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -148,6 +149,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "cnn-serve"
     app: DigitModel  # set on the subclass make_server builds
     quiet = False
+    timeout = 30  # seconds a stalled client may hold its thread (a body shorter than its Content-Length)
 
     def do_GET(self):
         url = urlsplit(self.path)
@@ -184,6 +186,9 @@ class Handler(BaseHTTPRequestHandler):
             self.reply_json(HTTPStatus.BAD_REQUEST, {"error": str(error)})
         except LookupError as error:
             self.reply_json(HTTPStatus.NOT_FOUND, {"error": str(error.args[0])})
+        except Exception as error:  # a bug: the page gets a message, the log the traceback, the server goes on
+            traceback.print_exc()
+            self.reply_json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {error}"})
 
     def reply_json(self, status: HTTPStatus, payload: dict) -> None:
         self.reply(status, json.dumps(payload).encode("utf-8"), "application/json")
