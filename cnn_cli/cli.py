@@ -402,6 +402,34 @@ def show(
 
 @app.command()
 @user_errors_exit_2
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx (needs the onnx extra) or torch (a state_dict; needs PyTorch)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: the checkpoint's name with .onnx or .pt)."),
+):
+    """The trained network as an ONNX model (preprocessing and class names inside) or a PyTorch state_dict."""
+    from .commands.export import run_export
+
+    print(run_export(checkpoint, fmt, out).summary)
+
+
+@app.command()
+@user_errors_exit_2
+def serve(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint written by cnn train (best.npz or last.npz)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0 exposes the page to your network)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP + " Its test digits feed 'show a test digit'."),
+):
+    """A local page: draw a digit, see the top-3 probabilities, the MNIST-style preprocessing and every feature map."""
+    from .commands.serve import run_serve
+    from .download import resolve_data_dir
+
+    run_serve(checkpoint, host, port, resolve_data_dir(data_dir))
+
+
+@app.command()
+@user_errors_exit_2
 def bench(
     config: str = typer.Argument("lenet5", help=CONFIG_HELP),
     batch_sizes: str = typer.Option("1,16,64,256", "--batch-sizes", help="Training and inference batch sizes, comma-separated."),

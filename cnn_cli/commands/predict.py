@@ -7,7 +7,8 @@ so tests compare them with stored expectations.
 
 Images come from an MNIST split (`--index`, `--random`, `--errors`) or from a
 PNG of your own (`--image`), converted to MNIST's form: grayscale, white digit
-on black, the model's input size.
+on black, cropped to the ink, fitted into 20×20 and centred by mass in the
+model's input size (mnist_style.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..mnist_style import area_resize, mnist_style  # noqa: F401  (area_resize: re-exported)
 
 # Index = top pixel on (1) + bottom pixel on (2).
 BLOCKS = (" ", "▀", "▄", "█")
@@ -98,27 +100,15 @@ def prediction_panel(image: np.ndarray, probs: np.ndarray, heading: str,
 # ---------------------------------------------------------------- PNG files → MNIST-like digits
 
 
-def area_resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a 2-D float image by area averaging (each output pixel = mean of the input it covers)."""
-    image = np.asarray(image, dtype=np.float64)
-    return _area_matrix(image.shape[0], height) @ image @ _area_matrix(image.shape[1], width).T
-
-
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in): weight of input pixel j in output pixel i (rows sum to 1)."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    j = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, j + 1) - np.maximum(lo, j), 0.0, None)
-    return overlap / overlap.sum(axis=1, keepdims=True)
-
-
 def to_digit(pixels: np.ndarray, height: int = 28, width: int = 28) -> tuple[np.ndarray, list[str]]:
     """Any grayscale/RGB/RGBA image with values in [0, 1] → uint8 (height, width), white on black.
 
-    Returns the digit and notes on what was done (inverted, padded, resized).
-    Transparent images are composited over a background that contrasts with
-    their strokes; a light border means a dark digit on paper, which is inverted.
+    Returns the digit and notes on what was done. Transparent images are
+    composited over a background that contrasts with their strokes; a light
+    border means a dark digit on paper, which is inverted. Then MNIST's own
+    preprocessing (mnist_style.py): crop to the ink, fit into 20×20 keeping the
+    aspect ratio, centre by mass in 28×28 — a digit filling its photo would
+    otherwise come out larger than any MNIST digit.
     """
     pixels = np.asarray(pixels, dtype=np.float64)
     notes: list[str] = []
@@ -144,18 +134,15 @@ def to_digit(pixels: np.ndarray, height: int = 28, width: int = 28) -> tuple[np.
     if border.mean() > 0.5:
         pixels = 1.0 - pixels
         notes.append("inverted (dark on light → white on black, as in MNIST)")
-    h, w = pixels.shape
-    if h != w and (height, width) != (h, w):
-        side = max(h, w)
-        square = np.zeros((side, side))
-        top, left = (side - h) // 2, (side - w) // 2
-        square[top:top + h, left:left + w] = pixels
-        pixels = square
-        notes.append(f"padded to {side}×{side}")
-    if pixels.shape != (height, width):
-        notes.append(f"resized from {w}×{h} to {width}×{height}")
-        pixels = area_resize(pixels, height, width)
-    return np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8), notes
+    styled = mnist_style(pixels, height, width)
+    if styled.box is None:
+        notes.append("no ink found: the image is blank")
+    else:
+        top, left, bottom, right = styled.box
+        notes.append(f"cropped to the ink ({right - left}×{bottom - top} of {pixels.shape[1]}×{pixels.shape[0]}), "
+                     f"fitted into {styled.fitted[1]}×{styled.fitted[0]} and centred by mass in {width}×{height}, "
+                     f"as MNIST digits were made")
+    return styled.digit, notes
 
 
 def _luminance(rgb: np.ndarray) -> np.ndarray:

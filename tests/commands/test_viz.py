@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from cnn_cli.cli import app
 from cnn_cli.spec.config import load_config, parse_config
 from cnn_cli.errors import UserError
+from cnn_cli.mnist_style import mnist_style
 from cnn_cli.commands.predict import (area_resize, bar, digit_lines, framed, prediction_panel, probability_lines,
                              read_png, side_by_side, to_digit)
 from cnn_cli.commands.receptive import (coverage_lines, heatmap_lines, layer_coverage, legend_lines, repeating_gap,
@@ -322,16 +323,23 @@ def test_area_resize():
                       np.random.default_rng(0).random((30, 45)).mean())
 
 
-def test_to_digit_inverts_dark_on_light_and_resizes():
+def styled_hand_digit() -> np.ndarray:
+    """The hand-made 7 after MNIST's preprocessing (crop to the ink, fit 20×20, centre by mass)."""
+    return mnist_style(hand_digit() / 255.0).digit
+
+
+def test_to_digit_inverts_dark_on_light_and_makes_it_mnist_style():
     digit = hand_digit()
     paper = np.repeat(np.repeat(255 - digit, 2, axis=0), 2, axis=1)  # 56×56, dark on light
     rgb = np.stack([paper] * 3, axis=-1) / 255.0
     back, notes = to_digit(rgb)
     assert back.shape == (28, 28) and back.dtype == np.uint8
-    assert np.abs(back.astype(int) - digit).max() <= 1
-    assert any("inverted" in n for n in notes) and any("resized from 56×56" in n for n in notes)
+    assert np.abs(back.astype(int) - styled_hand_digit()).max() <= 1
+    assert any("inverted" in n for n in notes)
+    assert any("cropped to the ink (32×40 of 56×56), fitted into 16×20 and centred by mass in 28×28" in n
+               for n in notes), notes
     same, notes = to_digit(digit / 255.0)
-    assert (same == digit).all() and notes == []
+    assert (same == styled_hand_digit()).all() and len(notes) == 1 and notes[0].startswith("cropped to the ink")
 
 
 def test_to_digit_transparency_and_aspect():
@@ -339,12 +347,12 @@ def test_to_digit_transparency_and_aspect():
     rgba = np.zeros((28, 28, 4))
     rgba[..., 3] = alpha
     back, notes = to_digit(rgba)
-    assert np.abs(back.astype(int) - hand_digit()).max() <= 1 and "transparent pixels filled" in notes
+    assert np.abs(back.astype(int) - styled_hand_digit()).max() <= 1 and "transparent pixels filled" in notes
     wide = np.zeros((20, 40))
-    wide[5:15, 15:25] = 1.0
+    wide[5:15, 15:25] = 1.0  # a small square in a wide picture: fitted to 20×20, centred at (14, 14)
     back, notes = to_digit(wide)
-    assert back.shape == (28, 28) and any("padded to 40×40" in n for n in notes)
-    assert back[:6].max() == 0 and back[14, 14] == 255
+    assert back.shape == (28, 28) and any("fitted into 20×20" in n for n in notes)
+    assert back[:4].max() == 0 and back[24:].max() == 0 and back[4:24, 4:24].min() == 255
 
 
 def test_read_png_roundtrip_and_bad_files(tmp_path):
@@ -356,7 +364,7 @@ def test_read_png_roundtrip_and_bad_files(tmp_path):
             pixels = np.stack([digit] * 3, -1)
         path = write_png(tmp_path / f"d{channels}.png", pixels)
         back, _ = to_digit(read_png(path))
-        assert (back == digit).all(), channels
+        assert (back == styled_hand_digit()).all(), channels
     with pytest.raises(UserError, match="no such image"):
         read_png(tmp_path / "missing.png")
     (tmp_path / "fake.png").write_text("hello")
@@ -414,8 +422,8 @@ def test_predict_image(trained, tmp_path):
     result = invoke("predict", run / "best.npz", "--image", path)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert [line[:30] for line in lines[:16]] == framed(digit_lines(hand_digit()))
-    assert lines[-1].startswith("note: inverted") and "resized from 84×84 to 28×28" in lines[-1]
+    assert [line[:30] for line in lines[:16]] == framed(digit_lines(styled_hand_digit()))
+    assert lines[-1].startswith("note: inverted") and "cropped to the ink (48×60 of 84×84)" in lines[-1]
 
 
 def test_predict_user_errors(trained, tmp_path):
