@@ -190,13 +190,27 @@ def _launches(figures: dict) -> str:
     return f", median of {len(runs)} launches (ends {min(runs):.2f}–{max(runs):.2f} s)"
 
 
+# Hand-written sections of RESULTS.md that a new run must not erase: from the
+# first of these headings to the end of the file.
+KEPT_HEADINGS = ("\n## Design measurements",)
+
+
+def kept_sections(path: Path) -> str:
+    """The hand-written tail of the current results file ('' if none)."""
+    if not path.is_file():
+        return ""
+    text = path.read_text()
+    starts = [text.find(h) for h in KEPT_HEADINGS if h in text]
+    return "\n" + text[min(starts):].lstrip("\n") if starts else ""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", type=Path, default=HERE / "results" / "bench.json")
     parser.add_argument("--wall", type=Path, default=HERE / "results" / "train_wall.json")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    args.out.write_text(render(_load(args.bench), _load(args.wall)))
+    args.out.write_text(render(_load(args.bench), _load(args.wall)) + kept_sections(args.out))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
