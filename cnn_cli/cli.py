@@ -235,7 +235,8 @@ def params(
         else:
             print("\n".join(coverage_lines(coverage, max_width=shutil.get_terminal_size((100, 24)).columns)))
         return
-    from .commands.params import params_report, render_report
+    from .commands.params import params_report
+    from .commands.params_render import render_report
 
     report = params_report(config, input_shape, sizes, sizes_default=not json_out)
     if json_out:

@@ -312,7 +312,8 @@ def receptive_report(config_name: Optional[str] = None, input_shape: Optional[st
                      layer_name: Optional[str] = None) -> Coverage:
     """What `cnn params --receptive` computes: load the config (resized by --input), count one layer."""
     from ..spec.config import load_config
-    from .params import DEFAULT_CONFIG, parse_input_option, with_input
+    from .options import parse_input_option
+    from .params import DEFAULT_CONFIG, with_input
 
     wanted = parse_input_option(input_shape) if input_shape is not None else None
     config = load_config(config_name or DEFAULT_CONFIG)

@@ -15,13 +15,8 @@ from typer.testing import CliRunner
 from cnn_cli.cli import app
 from cnn_cli.spec.config import load_config
 from cnn_cli.errors import UserError
-from cnn_cli.commands.params import (
-    build_report,
-    parse_input_option,
-    parse_sizes_option,
-    params_report,
-    with_input,
-)
+from cnn_cli.commands.options import parse_input_option, parse_sizes_option
+from cnn_cli.commands.params import build_report, params_report, with_input
 
 ROOT = Path(__file__).resolve().parents[2]
 
