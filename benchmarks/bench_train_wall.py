@@ -48,8 +48,8 @@ BUSY_PATTERNS = ("pytest", "cnn bench", "cnn_cli.bench", "bench_train_wall", "to
 FIRST_BATCH_WRAPPER = r"""
 import json, os, sys, time
 marker = os.environ["CNN_BENCH_FIRST_BATCH"]
-import cnn_cli.model as model_module
-import cnn_cli.optim as optim_module
+import cnn_cli.nn.model as model_module
+import cnn_cli.nn.optim as optim_module
 original_pass = model_module.Model.loss_and_gradients
 original_step = optim_module.Optimizer.step
 last_start = [None]
@@ -90,7 +90,7 @@ def busy_processes() -> list[str]:
 
 def machine() -> dict:
     sys.path.insert(0, str(REPO))
-    from cnn_cli.bench import cpu_model, git_state
+    from cnn_cli.commands.bench import cpu_model, git_state
 
     versions = {}
     for name in ("numpy", "numba", "torch"):

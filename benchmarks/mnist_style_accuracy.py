@@ -13,8 +13,8 @@ import numpy as np
 
 from cnn_cli.data import load_split
 from cnn_cli.mnist_style import area_resize, ink_box, mnist_style
-from cnn_cli.model import load_trained
-from cnn_cli.predict import probabilities
+from cnn_cli.nn.model import load_trained
+from cnn_cli.commands.predict import probabilities
 
 
 def filling(image: np.ndarray, size: int = 84) -> np.ndarray:

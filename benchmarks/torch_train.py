@@ -4,7 +4,7 @@
 
 It does what `cnn train` does, the way a careful PyTorch user would write it:
 read the four IDX files, hold out the same validation split (cnn_cli.data's
-seeded split), build the same network (cnn_cli.torch_reference, initialised
+seeded split), build the same network (cnn_cli.reference.torch_model, initialised
 like ours), and per epoch: shuffle, train in mini-batches with the config's
 optimizer, score the validation set, save last.pt (and best.pt when it
 improves) and metrics.csv; at the end score the test set with the best weights
@@ -41,9 +41,9 @@ def main(argv=None) -> int:
     import torch
     import torch.nn.functional as F
 
-    from cnn_cli.config import load_config
+    from cnn_cli.spec.config import load_config
     from cnn_cli.data import MNIST_MEAN, MNIST_STD, load_split, train_val_split
-    from cnn_cli.torch_reference import build_torch_model, init_like_ours, make_torch_optimizer
+    from cnn_cli.reference.torch_model import build_torch_model, init_like_ours, make_torch_optimizer
 
     sets = []
     if args.epochs is not None:
