@@ -132,8 +132,12 @@ class Conv2D(Layer):
         return conv_k.chunk_images(self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1],
                                    self.out_shape[1] * self.out_shape[2])
 
-    def forward(self, x, pool: int = 0):
-        """a = f(conv(x) + b); with pool=2 (see ConvMaxPool) the 2×2, stride-2 max
+    def forward(self, x):
+        """a = f(conv(x) + b)."""
+        return self._forward(x, pool=0)
+
+    def _forward(self, x, pool: int):
+        """forward, or with pool=2 (ConvMaxPool's fused step) the 2×2, stride-2 max
         pooling of a instead, computed in the same kernel."""
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         oh, ow = self.out_shape[1], self.out_shape[2]
@@ -212,7 +216,7 @@ class ConvMaxPool:
         self.conv.training = value
 
     def forward(self, x):
-        return self.conv.forward(x, pool=2)
+        return self.conv._forward(x, pool=2)
 
     def backward(self, dy):
         return self.conv.backward(dy)

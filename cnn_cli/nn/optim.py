@@ -40,7 +40,8 @@ class Optimizer:
     slots: tuple[str, ...] = ()
 
     def __init__(self, params: list[tuple[str, np.ndarray]], lr: float, weight_decay: float = 0.0):
-        # The rate itself comes with every step() from the schedule.
+        # lr is the base rate: step() uses it unless the schedule passes the rate of that step.
+        self.lr = lr
         self.weight_decay = weight_decay
         self.steps = 0
         # A model's parameters tile one flat buffer (model.pack_parameters): then
@@ -62,8 +63,10 @@ class Optimizer:
         # would compile on its own. Views, so updates land in the arrays themselves.
         self._flat_state = {name: {slot: _flat(a) for slot, a in slots.items()} for name, slots in self.state.items()}
 
-    def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float) -> None:
-        """One update of every parameter; weight decay is the L2 penalty ½λ‖w‖² (gradient λw)."""
+    def step(self, named: list[tuple[str, np.ndarray, np.ndarray]], lr: float | None = None) -> None:
+        """One update of every parameter at rate lr (the base rate if None); weight decay is
+        the L2 penalty ½λ‖w‖² (gradient λw)."""
+        lr = self.lr if lr is None else lr
         self.steps += 1
         if self._params is not None and len(named) == len(self.state) and named[0][1].base is self._params:
             grads = [g for _, _, g in named]

@@ -180,3 +180,13 @@ def test_packed_model_updates_in_one_pass_exactly_as_array_by_array(name, optimi
     for n in packed.state:
         for slot, a in packed.state[n].items():
             assert np.array_equal(a, loose.state[n][slot]), (n, slot)
+
+
+def test_optimizer_steps_at_its_base_rate_unless_given_one():
+    """Optimizer(lr=...) is the rate of a step() that is not given one (it used to be ignored)."""
+    w1, w2 = np.ones(4), np.ones(4)
+    g = np.full(4, 0.5)
+    SGD([("w", w1)], lr=0.1).step([("w", w1, g)])
+    SGD([("w", w2)], lr=7.0).step([("w", w2, g)], 0.1)
+    np.testing.assert_array_equal(w1, 1 - 0.1 * 0.5)
+    np.testing.assert_array_equal(w2, w1)
