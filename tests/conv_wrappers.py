@@ -12,7 +12,7 @@ from cnn_cli.kernels import conv as gemm_k
 from cnn_cli.spec.tables import (  # noqa: F401  (re-exported for the tests)
     check_connections, connected_weights, dense_index, dense_weights, full_connections, table_connections,
 )
-from cnn_cli.spec.geometry import conv_output_size, same_padding  # noqa: F401
+from cnn_cli.spec.geometry import ConvGeometry, conv_output_size, same_padding  # noqa: F401
 
 def _checked(x, w, conn_ptr, conn_c, K, sh, sw, pt, pl, oh, ow):
     """The dense-position index of w's entries, after checking the geometry."""
@@ -23,7 +23,6 @@ def _checked(x, w, conn_ptr, conn_c, K, sh, sw, pt, pl, oh, ow):
     C = x.shape[1]
     conn_k = check_connections(conn_ptr, conn_c, C, K, w.shape[0])
     return dense_index(np.asarray(conn_c, dtype=np.int64), conn_k, C, w.shape[1], w.shape[2])
-
 
 def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, act):
     """a[b,k,i,j] = act(bias[k] + Σ_{e of k} Σ_m Σ_n w[e,m,n] · x_pad[b, conn_c[e], i·sh+m, j·sw+n]).
@@ -38,10 +37,9 @@ def conv2d_forward(x, w, bias, conn_ptr, conn_c, sh, sw, pt, pl, out_h, out_w, a
     index = _checked(x, w, conn_ptr, conn_c, K, sh, sw, pt, pl, out_h, out_w)
     C, fh, fw = x.shape[1], w.shape[1], w.shape[2]
     chunk = gemm_k.chunk_images(C * fh * fw, out_h * out_w)
-    a, _, _ = gemm_k.conv_forward(x, dense_weights(w, index, K, C), bias, fh, fw, sh, sw, pt, pl, out_h, out_w,
+    a, _, _ = gemm_k.conv_forward(x, dense_weights(w, index, K, C), bias, ConvGeometry(fh, fw, sh, sw, pt, pl, out_h, out_w),
                                        act, chunk, False, 0)
     return a
-
 
 def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     """Gradients of conv2d_forward given da = ∂L/∂a and the forward output a.
@@ -64,31 +62,28 @@ def conv2d_backward(da, a, x, w, conn, sh, sw, pt, pl, act, need_dx):
     no_argmax = np.empty((0, K, 0, 0), dtype=np.int32)  # not fused with a pooling
     no_columns = np.empty((0, 0, 0), dtype=x.dtype)  # none kept: each chunk lowers its images again
     dx, dw, dbias = gemm_k.conv_backward(da, a, no_argmax, x, dense_weights(w, index, K, C), no_columns,
-                                              fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx,
+                                              ConvGeometry(fh, fw, sh, sw, pt, pl, oh, ow), act, need_dx,
                                               gemm_k.chunk_images(C * fh * fw, oh * ow))
     return dx, connected_weights(dw, index, w.shape), dbias
 
-
 # ---------------------------------------------------------------- lowering alone
-
 
 @njit(cache=True)
 def im2col(x, fh, fw, sh, sw, pt, pl, oh, ow):
     """cols[(c·fh+m)·fw+n, b·P + i·ow + j] = x_pad[b, c, i·sh+m, j·sw+n]; padding reads 0."""
     B, C, H, W = x.shape
     cols = np.empty((C * fh * fw, B * oh * ow), dtype=x.dtype)
-    row_lo, row_hi = gemm_k._tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = gemm_k._tap_ranges(fw, ow, W, sw, pl)
-    gemm_k._im2col_into(x, 0, B, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    geo = ConvGeometry(fh, fw, sh, sw, pt, pl, oh, ow)
+    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, W)
+    gemm_k._im2col_into(x, 0, B, cols, geo, row_lo, row_hi, col_lo, col_hi)
     return cols
-
 
 @njit(cache=True)
 def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     """The adjoint of im2col: dx[b, c, h, w] = Σ of the column entries that read x[b, c, h, w].
     Entries that read padding are dropped; overlapping windows add up."""
     dx = np.zeros((B, C, H, W), dtype=dcols.dtype)
-    row_lo, row_hi = gemm_k._tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = gemm_k._tap_ranges(fw, ow, W, sw, pl)
-    gemm_k._col2im_add(dcols, 0, B, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    geo = ConvGeometry(fh, fw, sh, sw, pt, pl, oh, ow)
+    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, W)
+    gemm_k._col2im_add(dcols, 0, B, dx, geo, row_lo, row_hi, col_lo, col_hi)
     return dx

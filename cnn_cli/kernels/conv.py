@@ -37,6 +37,7 @@ from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 from .runtime.vector import LANES, VECTOR, accumulate_taps3, copy8
+from ..spec.geometry import ConvGeometry
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -60,6 +61,18 @@ def chunk_images(R, P):
     return max(1, CHUNK_ELEMENTS // (R * P))
 
 
+# How the items' argument tuples type a ConvGeometry.
+GEOMETRY = types.NamedUniTuple(types.int64, 8, ConvGeometry)
+
+
+@njit(cache=True, error_model="numpy")
+def _taps(geo, H, W):
+    """(row_lo, row_hi, col_lo, col_hi): per tap, the output rows and columns that read real pixels."""
+    row_lo, row_hi = _tap_ranges(geo.fh, geo.oh, H, geo.sh, geo.pt)
+    col_lo, col_hi = _tap_ranges(geo.fw, geo.ow, W, geo.sw, geo.pl)
+    return row_lo, row_hi, col_lo, col_hi
+
+
 @njit(cache=True, error_model="numpy")
 def _tap_ranges(f, out_n, in_n, s, p):
     """For each tap m < f, the output positions [lo[m], hi[m]) whose tap m lands on a
@@ -79,11 +92,12 @@ def _tap_ranges(f, out_n, in_n, s, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi):
+def _im2col_into(x, b0, b1, cols, geo, row_lo, row_hi, col_lo, col_hi):
     """Fill cols (C·fh·fw, (b1−b0)·P) with the windows of images b0..b1−1 (serial)."""
-    if sw == 1 and ow >= VECTOR:
-        _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow)
+    if geo.sw == 1 and geo.ow >= VECTOR:
+        _im2col_rows(x, b0, b1, cols, geo)
         return
+    fh, fw, sh, sw, pt, pl, oh, ow = geo.fh, geo.fw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow
     C = x.shape[1]
     P = oh * ow
     zero = x.dtype.type(0)
@@ -111,13 +125,14 @@ def _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi
 
 
 @njit(cache=True, error_model="numpy")
-def _im2col_rows(x, b0, b1, cols, fh, fw, sh, pt, pl, oh, ow):
+def _im2col_rows(x, b0, b1, cols, geo):
     """_im2col_into for a column stride of 1 and output rows of at least 8: each
     row of a window is a few 8-wide copies (kernels/runtime/vector.py), the last one
     ending at the row's end, with no bounds to test. A padded conv first copies
     the chunk's images into a zero-bordered buffer, so every tap reads inside
     it, which costs less than testing bounds on every row (benchmarks/RESULTS.md,
     Design measurements)."""
+    fh, fw, sh, pt, pl, oh, ow = geo.fh, geo.fw, geo.sh, geo.pt, geo.pl, geo.oh, geo.ow
     B, C, H, W = x.shape
     P = oh * ow
     Hp = max(H + pt, (oh - 1) * sh + fh)  # the rows and columns the taps reach
@@ -168,11 +183,12 @@ def _zero_columns(cols, start):
 
 
 @njit(cache=True, error_model="numpy")
-def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi):
+def _col2im_add(dcols, b0, b1, dx, geo, row_lo, row_hi, col_lo, col_hi):
     """dx[b0:b1] += the adjoint of _im2col_into applied to dcols (serial, fixed order)."""
-    if sw == 1:
-        _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow)
+    if geo.sw == 1:
+        _col2im_gather(dcols, b0, b1, dx, geo)
         return
+    fh, fw, sh, sw, pt, pl, oh, ow = geo.fh, geo.fw, geo.sh, geo.sw, geo.pt, geo.pl, geo.oh, geo.ow
     C = dx.shape[1]
     P = oh * ow
     for b in range(b0, b1):
@@ -191,12 +207,13 @@ def _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_h
 
 
 @njit(cache=True, error_model="numpy")
-def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
+def _col2im_gather(dcols, b0, b1, dx, geo):
     """_col2im_add for a column stride of 1, in gather form (kernels/runtime/vector.py):
     each 16-wide segment of a dx row sums, in registers, every tap (m, n) that
     reads it, in the scatter's (m, n) order — the same sums, bit for bit — and is
     then added to dx once. Three planes at a time, so three chains of additions
     overlap."""
+    fh, fw, sh, pt, pl, oh, ow = geo.fh, geo.fw, geo.sh, geo.pt, geo.pl, geo.oh, geo.ow
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     P = oh * ow
     acc = np.empty(3 * LANES, dtype=dx.dtype)
@@ -226,7 +243,7 @@ def _col2im_gather(dcols, b0, b1, dx, fh, fw, sh, pt, pl, oh, ow):
 def _forward_chunk_signature(f):
     i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
     return (c_array(f, 4), c_array(f, 2), c_array(f, 1), c_array(f, 3), c_array(f, 3), c_array(f, 4),
-            c_array(types.int32, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, i, flag, flag)
+            c_array(types.int32, 4), GEOMETRY, idx, idx, idx, idx, i, i, flag, flag)
 
 
 @native_item(_forward_chunk_signature)
@@ -234,14 +251,15 @@ def _forward_chunk_signature(f):
 def _forward_chunk(ch, context):
     """One parallel item of conv_forward: the images of chunk ch, lowered into
     their columns (kept for backward, or a scratch matrix)."""
-    (x, w2, bias, kept, out, pooled, arg, fh, fw, sh, sw, pt, pl, oh, ow,
+    (x, w2, bias, kept, out, pooled, arg, geo,
      row_lo, row_hi, col_lo, col_hi, act, chunk, keep, fused) = item_args(context)
     K = w2.shape[0]
+    oh, ow = geo.oh, geo.ow
     P = oh * ow
     b0 = ch * chunk
     b1 = min(x.shape[0], b0 + chunk)
     cols = kept[ch] if keep else np.empty((kept.shape[1], chunk * P), dtype=x.dtype)
-    _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    _im2col_into(x, b0, b1, cols, geo, row_lo, row_hi, col_lo, col_hi)
     _zero_columns(cols, (b1 - b0) * P)
     z = np.empty((K, cols.shape[1]), dtype=x.dtype)
     matmul(w2, np.bool_(False), cols, np.bool_(False), z)
@@ -260,7 +278,7 @@ def _forward_chunk(ch, context):
                 maxpool_2x2_plane(plane, pooled[b, k], arg[b, k], ow)
 
 
-def conv_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
+def conv_forward(x, w2, bias, geo: ConvGeometry, act, chunk, keep, pool):
     """(y, cols, argmax): a = f(conv(x) + bias), one chunk of images per parallel item.
 
     Each item lowers its images (im2col), multiplies by the (K, C·fh·fw) weights
@@ -280,16 +298,17 @@ def conv_forward(x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, 
     the other, and a never goes to memory."""
     x, w2, bias = np.ascontiguousarray(x), np.ascontiguousarray(w2), np.ascontiguousarray(bias)
     return _conv_forward(launch_address(), _forward_chunk.native.address(x.dtype), x, w2, bias,
-                              fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool)
+                         ConvGeometry(*geo), act, chunk, keep, pool)
 
 
 @njit(cache=True, error_model="numpy")
-def _conv_forward(launch, chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow, act, chunk, keep, pool):
+def _conv_forward(launch, chunk_fn, x, w2, bias, geo, act, chunk, keep, pool):
     check_code(act)
     B, C, H, W = x.shape
     K = w2.shape[0]
+    oh, ow = geo.oh, geo.ow
     P = oh * ow
-    R = C * fh * fw
+    R = C * geo.fh * geo.fw
     # A batch smaller than a chunk is one chunk of its own size: no padding work.
     chunk = max(1, min(chunk, B))
     fused = pool == 2
@@ -301,13 +320,11 @@ def _conv_forward(launch, chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow,
         pooled = np.empty((0, K, 0, 0), dtype=x.dtype)
         arg = np.empty((0, K, 0, 0), dtype=np.int32)
         out = np.empty((B, K, P), dtype=x.dtype)
-    row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
+    row_lo, row_hi, col_lo, col_hi = _taps(geo, H, W)
     chunks = (B + chunk - 1) // chunk
     kept = np.empty((chunks if keep else 0, R, chunk * P), dtype=x.dtype)
-    parallel_for(_forward_chunk, launch, chunk_fn, chunks, (x, w2, bias, kept, out, pooled, arg, fh, fw, sh, sw, pt, pl,
-                                                           oh, ow, row_lo, row_hi, col_lo, col_hi, act, chunk, keep,
-                                                           fused))
+    parallel_for(_forward_chunk, launch, chunk_fn, chunks, (x, w2, bias, kept, out, pooled, arg, geo, row_lo, row_hi,
+                                                           col_lo, col_hi, act, chunk, keep, fused))
     if fused:
         return pooled, kept, arg
     return out.reshape((B, K, oh, ow)), kept, arg
@@ -316,7 +333,7 @@ def _conv_forward(launch, chunk_fn, x, w2, bias, fh, fw, sh, sw, pt, pl, oh, ow,
 def _backward_chunk_signature(f):
     i, flag, idx = types.int64, types.boolean, c_array(types.int64, 1)
     return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 2), c_array(f, 3),
-            c_array(f, 3), c_array(f, 2), c_array(f, 4), i, i, i, i, i, i, i, i, idx, idx, idx, idx, i, i, flag, flag)
+            c_array(f, 3), c_array(f, 2), c_array(f, 4), GEOMETRY, idx, idx, idx, idx, i, i, flag, flag)
 
 
 @native_item(_backward_chunk_signature)
@@ -325,10 +342,10 @@ def _backward_chunk(ch, context):
     """One parallel item of conv_backward: the images of chunk ch; writes this
     chunk's weight gradient, transposed, to dw_parts[ch] (R, K) and its bias
     gradient to db_parts[ch], and adds into dx[b0:b1]."""
-    (da3, a3, arg3, x, w2, cols_kept, dw_parts, db_parts, dx, fh, fw, sh, sw, pt, pl, oh, ow,
+    (da3, a3, arg3, x, w2, cols_kept, dw_parts, db_parts, dx, geo,
      row_lo, row_hi, col_lo, col_hi, act, chunk, need_dx, fused) = item_args(context)
     K = w2.shape[0]
-    P = oh * ow
+    P = geo.oh * geo.ow
     N = chunk * P
     Q = da3.shape[2]
     b0 = ch * chunk
@@ -338,7 +355,7 @@ def _backward_chunk(ch, context):
     dw_part = dw_parts[ch]
     db_part = db_parts[ch]
     if recompute:
-        _im2col_into(x, b0, b1, cols, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+        _im2col_into(x, b0, b1, cols, geo, row_lo, row_hi, col_lo, col_hi)
         _zero_columns(cols, (b1 - b0) * P)
     delta = np.zeros((K, N), dtype=x.dtype)
     # δᵀ stored for the weight gradient's product when OpenBLAS would pack a
@@ -389,10 +406,10 @@ def _backward_chunk(ch, context):
     if need_dx:
         dcols = np.empty((w2.shape[1], N), dtype=x.dtype)
         matmul(w2, np.bool_(True), delta, np.bool_(False), dcols)
-        _col2im_add(dcols, b0, b1, dx, fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+        _col2im_add(dcols, b0, b1, dx, geo, row_lo, row_hi, col_lo, col_hi)
 
 
-def conv_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
+def conv_backward(da, a, argmax, x, w2, cols, geo: ConvGeometry, act, need_dx, chunk):
     """(dx, dw (K, C·fh·fw), dbias) with the chunks of the forward pass and its kept
     columns (when `cols` is empty they are recomputed per chunk).
 
@@ -409,25 +426,24 @@ def conv_backward(da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, ac
     δ = 0 and add exact zeros."""
     da, a, argmax, x, w2 = (np.ascontiguousarray(v) for v in (da, a, argmax, x, w2))
     return _conv_backward(launch_address(), _backward_chunk.native.address(x.dtype), da, a, argmax, x, w2, cols,
-                               fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk)
+                          ConvGeometry(*geo), act, need_dx, chunk)
 
 
 @njit(cache=True, error_model="numpy")
-def _conv_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw, pt, pl, oh, ow, act, need_dx, chunk):
+def _conv_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, geo, act, need_dx, chunk):
     check_code(act)
     B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     fused = argmax.shape[0] > 0
     if B == 0:
-        return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((K, C * fh * fw), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
-    R = C * fh * fw
+        return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((K, C * geo.fh * geo.fw), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
+    R = C * geo.fh * geo.fw
     chunk = max(1, min(chunk, B))  # as in forward, so kept columns line up
     Q = da.shape[2] * da.shape[3]  # P, or the pooled plane when fused
     da3 = da.reshape((B, K, Q))
     a3 = a.reshape((B, K, Q))
     arg3 = argmax.reshape((argmax.shape[0], K, Q))
-    row_lo, row_hi = _tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = _tap_ranges(fw, ow, W, sw, pl)
+    row_lo, row_hi, col_lo, col_hi = _taps(geo, H, W)
     chunks = (B + chunk - 1) // chunk
     dw_parts = np.empty((chunks, R, K), dtype=x.dtype)  # transposed, see _backward_chunk
     db_parts = np.empty((chunks, K), dtype=x.dtype)
@@ -435,9 +451,8 @@ def _conv_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh, sw,
         dx = np.zeros((B, C, H, W), dtype=x.dtype)
     else:
         dx = np.zeros((0, 0, 0, 0), dtype=x.dtype)
-    parallel_for(_backward_chunk, launch, chunk_fn, chunks, (da3, a3, arg3, x, w2, cols, dw_parts, db_parts, dx,
-                                                            fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo,
-                                                            col_hi, act, chunk, need_dx, fused))
+    parallel_for(_backward_chunk, launch, chunk_fn, chunks, (da3, a3, arg3, x, w2, cols, dw_parts, db_parts, dx, geo,
+                                                            row_lo, row_hi, col_lo, col_hi, act, chunk, need_dx, fused))
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
     # Numba's shape-mismatch error path, seconds of compile for nothing.
     dw = np.zeros((K, R), dtype=x.dtype)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec import tables
+from ..spec.geometry import conv_geometry
 from ..spec.config import ConvSpec, DenseSpec, LayerShape, PoolSpec, RbfSpec
 from ..kernels import dense as dense_k
 from ..kernels import conv as conv_k
@@ -117,6 +118,7 @@ class Conv2D(Layer):
         self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
         self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
+        self.geometry = conv_geometry(spec.kernel, spec.stride, spec.padding, self.out_shape[1:])
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
 
     def _weight_matrix(self) -> np.ndarray:
@@ -139,25 +141,20 @@ class Conv2D(Layer):
     def _forward(self, x, pool: int):
         """forward, or with pool=2 (ConvMaxPool's fused step) the 2×2, stride-2 max
         pooling of a instead, computed in the same kernel."""
-        (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
-        oh, ow = self.out_shape[1], self.out_shape[2]
-        fh, fw = self.spec.kernel
         w2 = self._weight_matrix()
-        kept_bytes = x.shape[0] * w2.shape[1] * oh * ow * self.dtype.itemsize
+        kept_bytes = x.shape[0] * w2.shape[1] * self.out_shape[1] * self.out_shape[2] * self.dtype.itemsize
         keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
         y, self._cache_cols, self._cache_argmax = conv_k.conv_forward(
-            x, w2, self.params["bias"], fh, fw, sh, sw, top, left, oh, ow, self.act, self.gemm_chunk, keep, pool)
+            x, w2, self.params["bias"], self.geometry, self.act, self.gemm_chunk, keep, pool)
         self._cache_x, self._cache_y, self._cache_w2 = x, y, w2  # a table's dense weights: built once a step
         return y
 
     def backward(self, dy):
         """dy is the gradient of what forward returned (the pooled output when fused)."""
-        (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         weight = self.params["weight"]
-        fh, fw = self.spec.kernel
         dx, dw, db = conv_k.conv_backward(
             dy, self._cache_y, self._cache_argmax, self._cache_x, self._cache_w2, self._cache_cols,
-            fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act, self.need_dx, self.gemm_chunk,
+            self.geometry, self.act, self.need_dx, self.gemm_chunk,
         )
         if self._dense_at is not None:
             dw = tables.connected_weights(dw, self._dense_at, weight.shape)

@@ -3,6 +3,8 @@
 Shared by config validation (which must not load numba) and the kernels.
 """
 
+from typing import NamedTuple
+
 
 def conv_output_size(n, f, s, p_before, p_after):
     """Output length floor((n + p_before + p_after − f) / s) + 1 (SPEC §2).
@@ -32,3 +34,30 @@ def same_padding(n, f, s):
     out = -(-n // s)
     total = max((out - 1) * s + f - n, 0)
     return total // 2, total - total // 2
+
+
+class ConvGeometry(NamedTuple):
+    """Where a convolution's windows sit: kernel, stride, the padding before the
+    first row and column, and the output size. One value, passed whole from the
+    layer to the kernels' items, which read it by name (Numba types it as a
+    named tuple of int64), so no two of its numbers can be swapped on the way."""
+
+    fh: int
+    fw: int
+    sh: int
+    sw: int
+    pt: int
+    pl: int
+    oh: int
+    ow: int
+
+
+def conv_geometry(kernel, stride, padding, out) -> ConvGeometry:
+    """ConvGeometry from (fh, fw), (sh, sw), (top, bottom, left, right) and (oh, ow);
+    bottom and right padding are implied by the output size."""
+    (fh, fw), (sh, sw), (oh, ow) = kernel, stride, out
+    top, _, left, _ = padding
+    geo = ConvGeometry(*(int(v) for v in (fh, fw, sh, sw, top, left, oh, ow)))
+    if min(geo.fh, geo.fw, geo.sh, geo.sw) < 1 or min(geo.pt, geo.pl, geo.oh, geo.ow) < 0:
+        raise ValueError(f"bad convolution geometry: {geo}")
+    return geo

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnn_cli.spec.config import ConvSpec, LayerShape, conv_output_size
+from cnn_cli.spec.geometry import ConvGeometry
 import conv_wrappers as conv_k
 from cnn_cli.kernels import conv as gemm_k
 from cnn_cli.kernels import pool as pool_k
@@ -126,12 +127,12 @@ def test_col2im_gathers_every_tap_bit_for_bit(dtype, C, width, fw, pl, pr, sh):
     reference = _col2im_reference(cols, B, C, H, width, fh, fw, sh, 1, pt, pl, oh, ow)
     assert np.array_equal(dx, reference)
     # One chunk (image 1 alone, as a parallel item calls it): the other images stay untouched.
-    row_lo, row_hi = gemm_k._tap_ranges(fh, oh, H, sh, pt)
-    col_lo, col_hi = gemm_k._tap_ranges(fw, ow, width, 1, pl)
+    geo = ConvGeometry(fh, fw, sh, 1, pt, pl, oh, ow)
+    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, width)
     chunk_cols = np.ascontiguousarray(cols.reshape(-1, B, oh * ow)[:, 1])
     out = np.full((B, C, H, width), 7.0, dtype=dtype)
     out[1] = 0
-    gemm_k._col2im_add(chunk_cols, 1, 2, out, fh, fw, sh, 1, pt, pl, oh, ow, row_lo, row_hi, col_lo, col_hi)
+    gemm_k._col2im_add(chunk_cols, 1, 2, out, geo, row_lo, row_hi, col_lo, col_hi)
     assert np.array_equal(out[1], reference[1])
     assert np.all(out[[0, 2]] == 7.0)
 
@@ -142,8 +143,8 @@ def test_spec_vector_through_gemm_path():
     kernel = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 1]], dtype=np.float32)
     for stride, expected in ((1, [[4, 3, 4], [2, 4, 3], [2, 3, 4]]), (2, [[4, 4], [2, 4]])):
         n = len(expected)
-        a, _, _ = gemm_k.conv_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32), 3, 3, stride,
-                                           stride, 0, 0, n, n, ACTIVATIONS["identity"], 1, False, 0)
+        a, _, _ = gemm_k.conv_forward(image, kernel.reshape(1, 9), np.zeros(1, np.float32),
+                                      ConvGeometry(3, 3, stride, stride, 0, 0, n, n), ACTIVATIONS["identity"], 1, False, 0)
         assert np.array_equal(a[0, 0], np.array(expected, dtype=np.float32))
 
 
@@ -185,10 +186,10 @@ def test_chunking_changes_nothing_but_the_order_of_weight_sums(chunk, keep):
     b = rng.standard_normal(K)
     da = rng.standard_normal((B, K, 4, 4))
     act = ACTIVATIONS["tanh"]
-    a, cols, argmax = gemm_k.conv_forward(x, w.reshape(K, -1), b, 3, 3, 1, 1, 0, 0, 4, 4, act, chunk, keep, 0)
+    geo = ConvGeometry(3, 3, 1, 1, 0, 0, 4, 4)
+    a, cols, argmax = gemm_k.conv_forward(x, w.reshape(K, -1), b, geo, act, chunk, keep, 0)
     assert cols.shape[0] == (-(-B // chunk) if keep else 0)
-    dx, dw, db = gemm_k.conv_backward(da, a, argmax, x, w.reshape(K, -1), cols, 3, 3, 1, 1, 0, 0, 4, 4, act,
-                                           True, chunk)
+    dx, dw, db = gemm_k.conv_backward(da, a, argmax, x, w.reshape(K, -1), cols, geo, act, True, chunk)
     ref = reference(x, w, b, (1, 1), (0, 0, 0, 0), act, da)
     np.testing.assert_allclose(a, ref[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, ref[1], rtol=1e-10, atol=1e-12)
@@ -217,7 +218,8 @@ def test_fused_max_pooling_is_conv_then_pool_bit_for_bit(c, k, h, w, f, pad, bat
     w2 = rng.standard_normal((k, c * f * f))
     b = rng.standard_normal(k)
     code = ACTIVATIONS[act]
-    conv = (f, f, 1, 1, pad, pad, oh, ow, code, chunk, keep)
+    geo = ConvGeometry(f, f, 1, 1, pad, pad, oh, ow)
+    conv = (geo, code, chunk, keep)
     a, cols, _ = gemm_k.conv_forward(x, w2, b, *conv, 0)
     ref_y, ref_arg = pool_k.maxpool2d_forward(a, 2, 2, 2, 2)
     y, fcols, arg = gemm_k.conv_forward(x, w2, b, *conv, 2)
@@ -225,7 +227,7 @@ def test_fused_max_pooling_is_conv_then_pool_bit_for_bit(c, k, h, w, f, pad, bat
     dy = rng.standard_normal(y.shape)
     da = pool_k.maxpool2d_backward(dy, ref_arg, oh, ow)
     empty = np.empty((0, k, 0, 0), dtype=np.int32)
-    tail = (f, f, 1, 1, pad, pad, oh, ow, code, True, chunk)
+    tail = (geo, code, True, chunk)
     ref = gemm_k.conv_backward(da, a, empty, x, w2, cols, *tail)
     got = gemm_k.conv_backward(dy, y, arg, x, w2, fcols, *tail)
     assert all(np.array_equal(p, q) for p, q in zip(ref, got))
