@@ -447,9 +447,9 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
         def o_bwd(layer=layer, dy=dy):
             return layer.backward(dy)
 
-        measure(layer.name, layer.kind, "forward", o_fwd, t_fwd)
+        measure(layer.name, layer.family, "forward", o_fwd, t_fwd)
         layer.forward(x_in)  # the cache backward reads
-        measure(layer.name, layer.kind, "backward", o_bwd, t_bwd)
+        measure(layer.name, layer.family, "backward", o_bwd, t_bwd)
 
     # The steps the model really runs where a conv and its max pooling are fused
     # (ConvMaxPool): one kernel call each way, against PyTorch's two modules.

@@ -90,7 +90,7 @@ def check_layer(layer, x: np.ndarray, rng: np.random.Generator, name: str) -> Ca
     dx = layer.backward(r)
     analytic = {"input": dx.reshape(x.shape)}
     analytic.update({p: g.copy() for p, g in layer.grads.items()})
-    result = CaseResult(name, layer.kind)
+    result = CaseResult(name, layer.family)
     result.errors["input"] = relative_error(analytic["input"], numeric_gradient(loss, x))
     for pname, param in layer.params.items():
         result.errors[pname] = relative_error(analytic[pname], numeric_gradient(loss, param))
@@ -163,7 +163,7 @@ def run_builtin_suite(seed: int = 0) -> list[CaseResult]:
         for param in layer.params.values():
             param[...] = rng.uniform(-1.0, 1.0, param.shape)
         x = rng.standard_normal((2,) + shape.in_shape)
-        if layer.kind == "rbf":
+        if layer.family == "rbf":
             x = x * 0.5
         results.append(check_layer(layer, x, rng, name))
     results.append(check_softmax_loss(seed))
@@ -211,7 +211,7 @@ def check_network(config, seed: int = 0, batch: int = 2, entries_per_array: int 
     analytic = {(layer.name, p): g.copy() for layer in model.layers for p, g in layer.grads.items()}
     results = []
     for layer in model.layers:
-        result = CaseResult(f"{config.name}: {layer.name}", layer.kind)
+        result = CaseResult(f"{config.name}: {layer.name}", layer.family)
         for pname, param in layer.params.items():
             indices = None
             if param.size > entries_per_array:

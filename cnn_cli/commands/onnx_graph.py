@@ -107,7 +107,7 @@ def expected_arrays(config: Config) -> dict[str, tuple[int, ...]]:
             else:
                 shapes[f"{name}.weight"] = (len(table_order(spec.connections)[0]), fh, fw)
             shapes[f"{name}.bias"] = (spec.filters,)
-        elif isinstance(spec, PoolSpec) and spec.pool == "subsample":
+        elif isinstance(spec, PoolSpec) and spec.kind == "subsample":
             shapes[f"{name}.beta"] = shapes[f"{name}.bias"] = (layer.in_shape[0],)
         elif isinstance(spec, DenseSpec):
             shapes[f"{name}.weight"] = (math.prod(layer.in_shape), spec.units)
@@ -152,11 +152,11 @@ def window_sum(g: GraphBuilder, x: str, channels: int, spec: PoolSpec, base: str
 
 def pool_layer(g: GraphBuilder, x: str, spec: PoolSpec, channels: int, w: dict) -> str:
     base, size, stride = spec.name, list(spec.size), list(spec.stride)
-    if spec.pool == "max":
+    if spec.kind == "max":
         return g.op("MaxPool", [x], base, kernel_shape=size, strides=stride)
-    if spec.pool == "mean":
+    if spec.kind == "mean":
         return g.op("AveragePool", [x], base, kernel_shape=size, strides=stride)
-    if spec.pool == "lp":
+    if spec.kind == "lp":
         if float(spec.p).is_integer():
             return g.op("LpPool", [x], base, kernel_shape=size, strides=stride, p=int(spec.p))
         powered = g.op("Pow", [g.op("Abs", [x], f"{base}.abs"), g.const(f"{base}.p", F32(spec.p))], f"{base}.pow")

@@ -311,7 +311,7 @@ def _pool_detail(spec: PoolSpec) -> str:
     text = f"{ph}×{pw}"
     if (sh, sw) != (ph, pw):
         text += f" /{sh}" if sh == sw else f" /{sh}×{sw}"
-    if spec.pool == "lp":
+    if spec.kind == "lp":
         text += f" p={spec.p:g}"
     return text
 
@@ -330,18 +330,18 @@ def _layer_report(layer: LayerShape, rf: ReceptiveField) -> LayerReport:
     elif isinstance(spec, PoolSpec):
         window = spec.size[0] * spec.size[1]
         detail, activation = _pool_detail(spec), spec.activation
-        if spec.pool == "subsample":
+        if spec.kind == "subsample":
             kind = "subsample"
             params = 2 * in_shape[0]
             formula = f"{in_shape[0]}·2 = {_n(params)}"
             trainable = params
             macs = outputs * (window + 1)
         else:
-            kind = f"{spec.pool} pool"
+            kind = f"{spec.kind} pool"
             params, formula, macs = 0, "0", 0
-            if spec.pool == "max":
+            if spec.kind == "max":
                 ops, ops_kind = outputs * (window - 1), "comparisons"
-            elif spec.pool == "mean":
+            elif spec.kind == "mean":
                 ops, ops_kind = outputs * window, "adds and scales"
             else:
                 ops, ops_kind = outputs * 2 * window, "powers, adds and roots"

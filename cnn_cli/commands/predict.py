@@ -338,8 +338,8 @@ def feature_maps(loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str,
     maps = []
     for layer in loaded.model.layers:
         x = layer.forward(x)
-        if layer.kind in ("conv", "pool", "subsample"):
-            maps.append((layer.name, layer.kind, np.asarray(x[0], dtype=np.float64).copy()))
+        if layer.family in ("conv", "pool", "subsample"):
+            maps.append((layer.name, layer.family, np.asarray(x[0], dtype=np.float64).copy()))
     loaded.model.clear_caches()
     from ..kernels.loss import softmax
 
@@ -348,7 +348,7 @@ def feature_maps(loaded, digit: np.ndarray) -> tuple[np.ndarray, list[tuple[str,
 
 def first_conv_filters(loaded) -> tuple[str, list[tuple[str, np.ndarray]]]:
     """(layer name, [(label, 2-D kernel)]) of the first conv layer (input channel 0 of each filter)."""
-    layer = next((l for l in loaded.model.layers if l.kind == "conv"), None)
+    layer = next((l for l in loaded.model.layers if l.family == "conv"), None)
     if layer is None:
         raise UserError(f"{loaded.source}: the network has no conv layer to show")
     weight = np.asarray(layer.params["weight"], dtype=np.float64)

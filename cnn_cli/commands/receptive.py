@@ -131,7 +131,7 @@ def layer_coverage(config: Config, layer_name: Optional[str] = None) -> Coverage
     if isinstance(spec, ConvSpec):
         kernel, padding, kind = spec.kernel, spec.padding, "conv"
     else:
-        kernel, padding, kind = spec.size, (0, 0, 0, 0), spec.pool
+        kernel, padding, kind = spec.size, (0, 0, 0, 0), spec.kind
     rows = window_counts_1d(h, kernel[0], spec.stride[0], padding[0], padding[1])
     cols = window_counts_1d(w, kernel[1], spec.stride[1], padding[2], padding[3])
     return Coverage(spec.name, kind, (h, w), tuple(chosen.out_shape[1:]), tuple(kernel), tuple(spec.stride),

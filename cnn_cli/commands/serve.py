@@ -92,7 +92,7 @@ class DigitModel:
 
     def info(self) -> dict:
         config = self.loaded.config
-        layers = [{"name": s.spec.name, "kind": s.spec.kind if s.spec.kind != "pool" else s.spec.pool,
+        layers = [{"name": s.spec.name, "kind": s.spec.family if s.spec.family != "pool" else s.spec.kind,
                    "shape": list(s.out_shape)} for s in config.layers]
         return {"name": config.name, "checkpoint": self.loaded.source, "classes": self.classes,
                 "input": list(config.input.shape), "canvas": CANVAS, "layers": layers,
@@ -115,7 +115,7 @@ class DigitModel:
             _, maps, probs = feature_maps(self.loaded, digit)
         order = np.argsort(-probs, kind="stable")
         layers = []
-        kinds = {s.spec.name: f"{s.spec.pool} pool" if s.spec.kind == "pool" else s.spec.kind
+        kinds = {s.spec.name: f"{s.spec.kind} pool" if s.spec.family == "pool" else s.spec.family
                  for s in self.loaded.config.layers}
         for name, _, array in maps:
             low, high = float(array.min()), float(array.max())

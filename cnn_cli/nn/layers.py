@@ -29,7 +29,7 @@ from ..spec.rbf_digits import digit_centres
 
 
 class Layer:
-    kind = "layer"
+    family = "layer"
 
     def __init__(self, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...], dtype):
         self.name = name
@@ -94,7 +94,7 @@ class Conv2D(Layer):
     stored (connections, Fh, Fw) in the kernels' CSR order (filter-major).
     """
 
-    kind = "conv"
+    family = "conv"
 
     def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
         spec: ConvSpec = shape.spec
@@ -167,7 +167,7 @@ class Conv2D(Layer):
 
 
 class MaxPool2D(Layer):
-    kind = "pool"
+    family = "pool"
 
     def __init__(self, shape: LayerShape, dtype, rng=None):
         super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
@@ -223,7 +223,7 @@ class ConvMaxPool:
 
 
 class MeanPool2D(Layer):
-    kind = "pool"
+    family = "pool"
 
     def __init__(self, shape: LayerShape, dtype, rng=None):
         super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
@@ -243,7 +243,7 @@ class MeanPool2D(Layer):
 class LpPool2D(Layer):
     """(Σ_window |x|^p)^(1/p): p = 1 is sum pooling, p → ∞ approaches max pooling."""
 
-    kind = "pool"
+    family = "pool"
 
     def __init__(self, shape: LayerShape, dtype, rng=None):
         super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
@@ -266,7 +266,7 @@ class LpPool2D(Layer):
 class Subsample2D(Layer):
     """LeNet-5's S2/S4: y = f(β·Σ_window x + b) with a trainable β and b per map."""
 
-    kind = "subsample"
+    family = "subsample"
 
     def __init__(self, shape: LayerShape, dtype, rng=None):
         super().__init__(shape.spec.name, shape.in_shape, shape.out_shape, dtype)
@@ -302,7 +302,7 @@ class Subsample2D(Layer):
 class Dense(Layer):
     """z = x·W + b with W stored (inputs, units); flattens (C, H, W) inputs row-major."""
 
-    kind = "dense"
+    family = "dense"
 
     def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
         spec: DenseSpec = shape.spec
@@ -339,7 +339,7 @@ class RbfOutput(Layer):
     cross-entropy over them is the paper's criterion without its constant.
     """
 
-    kind = "rbf"
+    family = "rbf"
 
     def __init__(self, shape: LayerShape, dtype, rng=None):
         spec: RbfSpec = shape.spec
@@ -365,12 +365,12 @@ POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample"
 
 def build_layer(shape: LayerShape, dtype, rng: np.random.Generator) -> Layer:
     spec = shape.spec
-    if spec.kind == "conv":
+    if spec.family == "conv":
         return Conv2D(shape, dtype, rng)
-    if spec.kind == "pool":
-        return POOL_LAYERS[spec.pool](shape, dtype, rng)
-    if spec.kind == "dense":
+    if spec.family == "pool":
+        return POOL_LAYERS[spec.kind](shape, dtype, rng)
+    if spec.family == "dense":
         return Dense(shape, dtype, rng)
-    if spec.kind == "rbf":
+    if spec.family == "rbf":
         return RbfOutput(shape, dtype, rng)
-    raise ValueError(f"unknown layer kind {spec.kind!r}")  # config validation makes this unreachable
+    raise ValueError(f"unknown layer kind {spec.family!r}")  # config validation makes this unreachable

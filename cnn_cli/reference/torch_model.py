@@ -185,19 +185,19 @@ def build_torch_model(config: Config, threads: int | None = None):
     layers: "OrderedDict[str, Any]" = OrderedDict()
     for shape in config.layers:
         spec = shape.spec
-        if spec.kind == "conv":
+        if spec.family == "conv":
             module = classes["conv"](spec, shape.in_shape)
-        elif spec.kind == "pool":
-            if spec.pool == "subsample":
+        elif spec.family == "pool":
+            if spec.kind == "subsample":
                 module = classes["subsample"](spec, shape.in_shape)
             else:
-                module = classes[spec.pool](spec)
-        elif spec.kind == "dense":
+                module = classes[spec.kind](spec)
+        elif spec.family == "dense":
             module = classes["dense"](spec, shape.in_shape)
-        elif spec.kind == "rbf":
+        elif spec.family == "rbf":
             module = classes["rbf"](spec, shape.in_shape)
         else:  # pragma: no cover - config validation makes this unreachable
-            raise ValueError(f"unknown layer kind {spec.kind!r}")
+            raise ValueError(f"unknown layer kind {spec.family!r}")
         layers[spec.name] = module
     return classes["net"](layers)
 
@@ -214,9 +214,9 @@ def init_like_ours(net, config: Config, seed: int = 0) -> None:
     with torch.no_grad():
         for shape in config.layers:
             spec, module = shape.spec, modules[shape.spec.name]
-            if spec.kind in ("conv", "dense"):
+            if spec.family in ("conv", "dense"):
                 w = module.weight
-                if spec.kind == "conv":
+                if spec.family == "conv":
                     mask = getattr(module, "mask", None)
                     connections = int(mask.sum().item()) if mask is not None else w.shape[0] * w.shape[1]
                     fan_in = connections * w.shape[2] * w.shape[3] // w.shape[0]
@@ -227,7 +227,7 @@ def init_like_ours(net, config: Config, seed: int = 0) -> None:
                 if getattr(module, "mask", None) is not None:
                     w.mul_(module.mask)
                 module.bias.zero_()
-            elif spec.kind == "pool" and spec.pool == "subsample":
+            elif spec.family == "pool" and spec.kind == "subsample":
                 module.beta.fill_(1.0 / (spec.size[0] * spec.size[1]))
                 module.bias.zero_()
 
@@ -246,7 +246,7 @@ def copy_weights(ours, theirs) -> None:
     with torch.no_grad():
         for layer in ours.layers:
             module = modules[layer.name]
-            if layer.kind == "conv":
+            if layer.family == "conv":
                 w = layer.params["weight"]
                 if getattr(module, "mask", None) is not None:
                     _, conn_c, conn_k = layer.conn[0], layer.conn[1], layer.conn[2]
@@ -255,14 +255,14 @@ def copy_weights(ours, theirs) -> None:
                     w = full
                 module.weight.copy_(torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32)))
                 module.bias.copy_(torch.from_numpy(layer.params["bias"].astype(np.float32)))
-            elif layer.kind == "subsample":
+            elif layer.family == "subsample":
                 module.beta.copy_(torch.from_numpy(layer.params["beta"].astype(np.float32)))
                 module.bias.copy_(torch.from_numpy(layer.params["bias"].astype(np.float32)))
-            elif layer.kind == "dense":
+            elif layer.family == "dense":
                 w = np.ascontiguousarray(layer.params["weight"].T, dtype=np.float32)
                 module.weight.copy_(torch.from_numpy(w))
                 module.bias.copy_(torch.from_numpy(layer.params["bias"].astype(np.float32)))
-            elif layer.kind == "rbf":
+            elif layer.family == "rbf":
                 module.centres.copy_(torch.from_numpy(layer.fixed["centres"].astype(np.float32)))
 
 

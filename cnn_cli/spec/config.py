@@ -76,18 +76,18 @@ class ConvSpec:
     padding_text: str  # as written: "valid", "same", "2", "[0, 1, 0, 1]"
     activation: str
     connections: Optional[tuple[tuple[bool, ...], ...]] = None  # (in maps) × (filters)
-    kind: str = "conv"
+    family: str = "conv"
 
 
 @dataclass(frozen=True)
 class PoolSpec:
     name: str
-    pool: str  # max | mean | lp | subsample
+    kind: str  # max | mean | lp | subsample, as in the YAML
     size: tuple[int, int]
     stride: tuple[int, int]
     p: float = 2.0  # lp only
     activation: str = "identity"  # subsample only
-    kind: str = "pool"
+    family: str = "pool"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class DenseSpec:
     name: str
     units: int
     activation: str
-    kind: str = "dense"
+    family: str = "dense"
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class RbfSpec:
     name: str
     units: int
     centres: str
-    kind: str = "rbf"
+    family: str = "rbf"
 
 
 @dataclass(frozen=True)

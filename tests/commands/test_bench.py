@@ -69,9 +69,9 @@ def test_torch_reference_gives_our_logits(name):
 def _as_ours(layer, key, value, theirs_tensor):
     """A PyTorch parameter (or its gradient) in our layout."""
     t = theirs_tensor.detach().numpy()
-    if layer.kind == "dense" and key == "weight":
+    if layer.family == "dense" and key == "weight":
         t = t.T
-    elif layer.kind == "conv" and key == "weight" and value.ndim == 3:  # connection table: (connections, Fh, Fw)
+    elif layer.family == "conv" and key == "weight" and value.ndim == 3:  # connection table: (connections, Fh, Fw)
         t = t[layer.conn[2], layer.conn[1]]
     return t.reshape(value.shape)
 
@@ -111,9 +111,9 @@ def test_torch_reference_gradients_and_optimizer(name):
                 layer.grads[key] = grad
                 parameter = getattr(modules[layer.name], key)
                 mapped = torch.zeros_like(parameter)
-                if layer.kind == "dense" and key == "weight":
+                if layer.family == "dense" and key == "weight":
                     mapped.copy_(torch.from_numpy(grad.T.copy()))
-                elif layer.kind == "conv" and key == "weight" and value.ndim == 3:  # connection table
+                elif layer.family == "conv" and key == "weight" and value.ndim == 3:  # connection table
                     mapped[layer.conn[2], layer.conn[1]] = torch.from_numpy(grad)
                 else:
                     mapped.copy_(torch.from_numpy(grad.reshape(parameter.shape)))

@@ -183,11 +183,11 @@ def test_random_configs_cover_every_layer_kind():
     for seed in range(RANDOM_CONFIGS):
         for layer in random_config(seed).layers:
             spec = layer.spec
-            seen.add(spec.kind if spec.kind != "pool" else f"pool:{spec.pool}")
+            seen.add(spec.family if spec.family != "pool" else f"pool:{spec.kind}")
             seen.add(f"act:{getattr(spec, 'activation', 'none')}")
-            if spec.kind == "pool" and spec.pool == "lp":
+            if spec.family == "pool" and spec.kind == "lp":
                 seen.add("lp:fractional" if not float(spec.p).is_integer() else "lp:whole")
-            if spec.kind == "conv":
+            if spec.family == "conv":
                 top, bottom, left, right = spec.padding
                 seen.add("asymmetric" if (top != bottom or left != right) else "symmetric")
                 seen.add("table" if spec.connections else "full")
