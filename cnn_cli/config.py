@@ -20,6 +20,7 @@ import yaml
 
 from .errors import UserError
 from .geometry import conv_output_size, same_padding
+from .limits import MAX_YAML_ALIASES, MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, short_repr
 
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "scaled_tanh")
 POOL_KINDS = ("max", "mean", "lp", "subsample")
@@ -160,18 +161,74 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path, sets: list[tuple[list[str], Any]] | None = None) -> Config:
     """Read, validate and shape-check a config, then apply `--set` overrides and check again."""
     path = resolve_config_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read config ({error})") from None
+    text = read_config_text(path)
     config = parse_config(text, str(path))
     if sets:
         config = validate_config(apply_overrides(config.resolved, sets), f"{path} (after --set)")
     return config
 
 
+def read_config_text(path: Path) -> str:
+    """The file's text, refusing files far larger than any config before reading them whole."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise UserError(f"{path}: over {MAX_YAML_BYTES:,} bytes, far larger than any config; "
+                            f"give a config YAML file")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read config ({error.strerror or error})") from None
+
+
+class YamlTooLarge(yaml.YAMLError):
+    """Nesting or alias expansion beyond what a config can need (billion laughs, deep nesting)."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`) and bounds
+    the document: PyYAML shares aliased nodes, so a few hundred bytes of nested aliases
+    expand into billions of values only when walked later — the walk (validation,
+    copying, an error message) is what would hang. Counting expanded nodes and depth
+    while composing stops it first, and bounds the composer's recursion."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+        self._sizes: dict[int, int] = {}  # id(node) → its size with every alias expanded
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise YamlTooLarge(f"more than {MAX_YAML_ALIASES} aliases (*name); a config needs few or none",
+                                   self.peek_event().start_mark)
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise YamlTooLarge(f"nested more than {MAX_YAML_DEPTH} levels deep; a config needs 5",
+                               self.peek_event().start_mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if id(node) not in self._sizes:
+            size = 1
+            if isinstance(node, yaml.SequenceNode):
+                size += sum(self._sizes.get(id(child), 1) for child in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+            if size > MAX_YAML_NODES:
+                raise YamlTooLarge(f"expands to over {MAX_YAML_NODES:,} values (nested aliases?); "
+                                   f"a config has a few hundred", node.start_mark)
+            self._sizes[id(node)] = size
+        return node
 
 
 _Loader.add_implicit_resolver(
@@ -192,7 +249,11 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"{source}:{where}: YAML syntax error: {problem}; fix the YAML there") from None
+        kind = "YAML too large" if isinstance(error, YamlTooLarge) else "YAML syntax error"
+        raise UserError(f"{source}:{where}: {kind}: {str(problem)[:200]}; "
+                        f"fix the YAML there") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{source}: unreadable value in the YAML ({short_repr(str(error), 120)}); fix it") from None
 
 
 def parse_config(text: str, source: str) -> Config:
@@ -217,9 +278,10 @@ class _Reader:
             raise self.fail(path, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}")
         for key in value:
             if key not in allowed:
-                near = difflib.get_close_matches(str(key), allowed, n=1)
+                near = difflib.get_close_matches(str(key)[:100], allowed, n=1)
                 hint = f"did you mean '{near[0]}'?" if near else f"allowed keys: {', '.join(allowed)}"
-                raise self.fail(_join(path, key), f"unknown key; {hint}")
+                raise self.fail(_join(path, short_repr(key) if not isinstance(key, str) or len(key) > 60 else key),
+                                f"unknown key; {hint}")
         return value
 
     def required(self, mapping: dict, key: str, path: str) -> Any:
@@ -232,7 +294,7 @@ class _Reader:
             raise self.fail(path, f"expected an integer, got {_describe(value)}")
         if value < minimum:
             what = "positive" if minimum == 1 else f"at least {minimum}"
-            raise self.fail(path, f"must be {what}, got {value}")
+            raise self.fail(path, f"must be {what}, got {short_repr(value)}")
         return value
 
     def number(self, value: Any, path: str, low: float | None = None, high: float | None = None,
@@ -241,9 +303,9 @@ class _Reader:
             raise self.fail(path, f"expected a number, got {_describe(value)}")
         if low is not None and (value < low or (low_open and value == low)):
             bound = f"> {low}" if low_open else f">= {low}"
-            raise self.fail(path, f"must be {bound}, got {value}")
+            raise self.fail(path, f"must be {bound}, got {short_repr(value)}")
         if high is not None and value > high:
-            raise self.fail(path, f"must be <= {high}, got {value}")
+            raise self.fail(path, f"must be <= {high}, got {short_repr(value)}")
         return float(value)
 
     def boolean(self, value: Any, path: str) -> bool:
@@ -255,7 +317,7 @@ class _Reader:
         if not isinstance(value, str) or value not in choices:
             near = difflib.get_close_matches(str(value), choices, n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"choose one of {', '.join(choices)}"
-            raise self.fail(path, f"unknown value {value!r}; {hint}")
+            raise self.fail(path, f"unknown value {short_repr(value)}; {hint}")
         return value
 
     def pair(self, value: Any, path: str, minimum: int = 1) -> tuple[int, int]:
@@ -283,9 +345,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {short_repr(value)}"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {short_repr(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -483,7 +545,7 @@ def _connections(r: _Reader, raw: Any, path: str, channels: int, filters: int):
         if raw not in NAMED_TABLES:
             near = difflib.get_close_matches(raw, tuple(NAMED_TABLES), n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"named tables: {', '.join(NAMED_TABLES)}"
-            raise r.fail(path, f"unknown connection table {raw!r}; {hint}, or give rows like 'X..X'")
+            raise r.fail(path, f"unknown connection table {short_repr(raw)}; {hint}, or give rows like 'X..X'")
         raw = list(NAMED_TABLES[raw])
     if not isinstance(raw, list) or not raw:
         raise r.fail(path, "expected a named table or a list of rows, one per input map, like 'XX..X'")
@@ -491,7 +553,7 @@ def _connections(r: _Reader, raw: Any, path: str, channels: int, filters: int):
     for i, row in enumerate(raw):
         if isinstance(row, str):
             if set(row) - set("X.x"):
-                raise r.fail(f"{path}[{i}]", f"row {row!r} may hold only 'X' (connected) and '.' (not)")
+                raise r.fail(f"{path}[{i}]", f"row {short_repr(row)} may hold only 'X' (connected) and '.' (not)")
             rows.append(tuple(ch in "Xx" for ch in row))
         elif isinstance(row, list) and all(v in (0, 1) and not isinstance(v, float) for v in row):
             rows.append(tuple(bool(v) for v in row))
