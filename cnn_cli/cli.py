@@ -52,17 +52,38 @@ app = typer.Typer(
 
 
 def user_errors_exit_2(command):
-    """Turn a UserError into one line on stderr and exit status 2 — never a traceback."""
+    """Turn a UserError into one line on stderr and exit status 2 — never a traceback.
+
+    Under it, the last-resort net (lastresort.py): an OSError, MemoryError, RecursionError
+    or UnicodeError no check caught is one line too (exit 2); any other exception is a
+    bug, reported in one line with its traceback in a log file."""
+    name = "cnn " + command.__name__.rstrip("_")
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from . import lastresort
+
+        lastresort.make_output_safe()
         try:
+            lastresort.check_path_arguments(kwargs)
             return command(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            _one_line(f"error: {error}")
             raise typer.Exit(code=error.exit_code)
+        except (typer.Exit, _CLICK_EXCEPTION, _CLICK_ABORT, KeyboardInterrupt):
+            raise
+        except (OSError, MemoryError, RecursionError, UnicodeError) as error:
+            _one_line("error: " + lastresort.describe_failure(name, error))
+            raise typer.Exit(code=2)
+        except Exception as error:
+            _one_line("error: " + lastresort.report_bug(name, error))
+            raise typer.Exit(code=lastresort.BUG_EXIT)
 
     return wrapper
+
+
+def _one_line(text: str) -> None:
+    print(" ".join(text.splitlines()), file=sys.stderr)
 
 
 DATA_DIR_HELP = "Folder holding the MNIST files (default: $CNN_DATA_DIR, else ./data)."
@@ -134,14 +155,20 @@ def train(
                            offline=offline, threads=threads)
     reporter = make_reporter(quiet)
     trainer = prepare_run(cfg, options, reporter)
-    reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
-                     f"{len(trainer.data.val_labels):,} validation images)")
+    from .lastresort import set_log_dir
+
+    set_log_dir(trainer.run_dir)
     try:
+        reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
+                         f"{len(trainer.data.val_labels):,} validation images)")
         summary = trainer.run()
     except TrainingInterrupted as stop:
         print(f"interrupted: state saved to {trainer.run_dir / 'last.npz'}; resume with:\n  {stop.resume_command}",
               file=sys.stderr)
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=stop.exit_code)
+    finally:
+        trainer.lock.release()
+        set_log_dir(None)
     reporter.message(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}, "
                      f"{summary['test_samples']:,} images) with the weights of epoch {summary['best_epoch']}; "
                      f"run folder {trainer.run_dir}")
@@ -242,7 +269,7 @@ def params(
 def gradcheck(
     config: Optional[str] = typer.Argument(None, help="Check a whole network end to end; without it, the built-in suite of every layer kind."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs and weights."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random inputs and weights."),
 ):
     """Compare every analytic gradient with central differences in float64 (pass: max relative error < 1e-6)."""
     import json
@@ -275,7 +302,7 @@ def predict(
         None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
     ),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="K", help="Show the first K misclassified digits of the split."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (default: a fresh one, printed)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for --random (default: a fresh one, printed)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import signal
 import time
@@ -30,11 +31,18 @@ METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: the state was saved; carries the command that resumes."""
+    """Ctrl-C or SIGTERM: the state was saved; carries the command that resumes and the exit status."""
 
-    def __init__(self, resume_command: str):
+    def __init__(self, resume_command: str, signum: int = signal.SIGINT):
         super().__init__(resume_command)
         self.resume_command = resume_command
+        self.exit_code = 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class TrainingAborted(UserError):
+    """A second Ctrl-C/SIGTERM: stopped at once, without (or in the middle of) a save."""
+
+    exit_code = 130
 
 
 class TrainingDiverged(UserError):
@@ -145,31 +153,50 @@ class Trainer:
         self.prepare = make_preparer(config)
         self.rng = np.random.default_rng(self.train_cfg["seed"])
         self.position = Position(rng_state=self.rng.bit_generator.state)
-        self.interrupted = False
+        self.interrupted = 0  # the signal that asked us to stop, 0 while none did
+        self.saving: Optional[Path] = None  # the checkpoint being written, for a second Ctrl-C's message
+        self.lock = None  # runlock.RunLock held from prepare_run until the command ends
+        self.resumed = False
 
     # ------------------------------------------------------------ state
 
     def restore(self, path: Path) -> None:
+        from .checkpoint_checks import check_meta
+
         checkpoint = load_checkpoint(path)
         check_resume_compatible(self.config, checkpoint.config, path)
         self.model.load_state_dict(checkpoint.weights, str(path))
+        meta = checkpoint.meta
+        check_meta(meta, path, self.steps_per_epoch())
+        expected = self.optimizer.state_dict()
+        for key, target in expected.items():
+            given = checkpoint.optimizer.get(key)
+            if given is None or np.shape(given) != np.shape(target):
+                what = "missing" if given is None else f"of shape {np.shape(given)}, not {np.shape(target)}"
+                raise UserError(f"{path}: optimizer state {key} is {what}; the checkpoint is from another optimizer "
+                                f"or damaged — resume with its own train.optimizer or start a new run")
         try:
             self.optimizer.load_state_dict(checkpoint.optimizer)
-            meta = checkpoint.meta
-            self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"{path}: cannot resume from this checkpoint (missing {error}); the optimizer "
-                            f"or position state is absent or from another optimizer") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise UserError(f"{path}: cannot resume from this checkpoint (optimizer state: {str(error)[:80]}); "
+                            f"it is damaged or from another optimizer") from None
+        self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
+        self.resumed = True
 
     def save(self, name: str) -> Path:
         path = self.run_dir / name
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
+        existed = path.exists()
+        self.saving = path
         try:
             save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
         except OSError as error:
-            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); the previous one is "
-                            f"intact — free some space or choose another --run-dir") from None
+            kept = "the previous one is intact" if existed else "none was written"
+            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); {kept} — "
+                            f"free some space or choose another --run-dir") from None
+        finally:
+            self.saving = None
         return path
 
     # ------------------------------------------------------------ loop
@@ -195,7 +222,7 @@ class Trainer:
         cfg, pos = self.train_cfg, self.position
         batch_size, epochs = cfg["batch_size"], cfg["epochs"]
         n, steps = len(self.data.train_labels), self.steps_per_epoch()
-        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        previous_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._load_kernels()
         try:
             while pos.epoch < epochs:
@@ -212,7 +239,7 @@ class Trainer:
                     lr = learning_rate(cfg, pos.step, steps)
                     loss, logits = self.model.loss_and_gradients(x, y)
                     if not math.isfinite(loss):
-                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
+                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr, x)
                     self.optimizer.step(list(self.model.parameters()), lr)
                     pos.batch += 1
                     pos.step += 1
@@ -226,17 +253,25 @@ class Trainer:
                     if self.interrupted:
                         self._check_finite_weights(lr)
                         self.save("last.npz")
-                        raise TrainingInterrupted(self.resume_command())
+                        raise TrainingInterrupted(self.resume_command(), self.interrupted)
                 self._finish_epoch(learning_rate(cfg, pos.step - 1, steps))
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             self.model.clear_caches()
             self.reporter.close()
         return self._final_summary()
 
-    def _diverged(self, what: str, lr: float):
+    def _diverged(self, what: str, lr: float, x: Optional[np.ndarray] = None):
         last = self.run_dir / "last.npz"
         kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
+        weights_finite = all(np.isfinite(p).all() for _, p, _ in self.model.parameters())
+        if self.position.step == 0 and not self.resumed and weights_finite and x is not None:
+            # Before any update the learning rate cannot be the cause: name the layer that overflowed.
+            layer = first_nonfinite_layer(self.model, x)
+            raise TrainingDiverged(f"{what}, before any weight update, so not because of the learning rate: "
+                                   f"{layer} overflows float32 with these settings; {kept}; change that layer "
+                                   f"(e.g. a smaller lp p, another activation) or the input normalization")
         raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
                                f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
 
@@ -301,10 +336,22 @@ class Trainer:
         write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self.interrupted:  # a second Ctrl-C: the user really wants out now
-            raise KeyboardInterrupt
-        self.interrupted = True
+    def _on_signal(self, signum, frame) -> None:
+        if not self.interrupted:  # finish the batch, save, then stop (TrainingInterrupted)
+            self.interrupted = signum
+            return
+        # A second Ctrl-C/SIGTERM: the user really wants out now. Raised inside a save,
+        # write_atomically deletes its temp file, so the previous checkpoint stays whole.
+        last = self.run_dir / "last.npz"
+        kept = (f"{last} holds the state of its epoch; resume with:  {self.resume_command()}" if last.exists()
+                else "no checkpoint was saved yet")
+        if self.saving is not None:
+            error = TrainingAborted(f"interrupted again while writing {self.saving.name}: that write was abandoned "
+                                    f"and its temp file removed; {kept}")
+        else:
+            error = TrainingAborted(f"interrupted twice: stopped without saving; {kept}")
+        error.exit_code = 128 + int(signum)
+        raise error
 
     def resume_command(self) -> str:
         parts = ["--resume", str(self.run_dir / "last.npz")]
@@ -315,8 +362,24 @@ class Trainer:
         return " ".join([self.options.command_prefix] + [shlex.quote(p) for p in parts])
 
 
+def first_nonfinite_layer(model, x: np.ndarray) -> str:
+    """The first layer whose output holds NaN or inf for input x (its name and kind), or 'the loss'."""
+    try:
+        for layer in model.layers:
+            x = layer.forward(x)
+            if not np.isfinite(x).all():
+                return f"layer {layer.name} ({layer.kind})"
+        return "the loss"
+    finally:
+        model.clear_caches()
+
+
 def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
     """Validate everything, then create the run folder: nothing exists before that."""
+    from .limits import require_network_fits
+
+    # A config can validate and still need terabytes: refuse before data, kernels or folders.
+    require_network_fits(config, config.train["batch_size"], True, config.source)
     if options.threads is not None:
         import numba
 
@@ -341,23 +404,68 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
             if not best.is_file():
                 raise UserError(f"{best}: missing; --resume into another --run-dir needs the best.npz beside "
                                 f"the checkpoint")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        trainer.lock = take_run_dir(run_dir, resuming=same_folder)
         if options.resume is not None and not same_folder:
             best_bytes = (Path(options.resume).parent / "best.npz").read_bytes()
             write_atomically(run_dir / "best.npz", lambda handle: handle.write(best_bytes))
         write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
-    except OSError as error:
-        raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
-                        f"choose another --run-dir") from None
+    except BaseException as error:
+        if trainer.lock is not None:
+            trainer.lock.release()
+        if created:
+            _remove_if_empty(run_dir)
+        if isinstance(error, OSError):
+            raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
+                            f"choose another --run-dir") from None
+        raise
     return trainer
 
 
+def take_run_dir(run_dir: Path, resuming: bool):
+    """Lock the folder, check it again (a run that just finished may have filled it), clear dead runs' temp files."""
+    from .runlock import RunLock, remove_stale_temp_files
+
+    lock = RunLock(run_dir).acquire()
+    try:
+        check_run_dir(run_dir, resuming)
+        remove_stale_temp_files(run_dir)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass
+
+
+# What a run killed before its first checkpoint leaves: such a folder may be reused.
+REUSABLE_LEFTOVERS = ("config.yaml",)
+
+
 def check_run_dir(run_dir: Path, resuming: bool) -> None:
-    """A new or empty folder, or (resuming=True) the folder of the checkpoint being resumed."""
+    """A new or empty folder, one a run left before its first checkpoint, or (resuming=True) the
+    folder of the checkpoint being resumed. Another live run's lock is refused in either case."""
+    from .runlock import LOCK_NAME, RunLock, read_owner, stale_temp_files
+
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
-    if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):
+    if not run_dir.is_dir():
+        return
+    lock = run_dir / LOCK_NAME
+    owner = read_owner(lock) if lock.exists() else None
+    if owner is not None and owner.get("pid") != os.getpid():
+        RunLock(run_dir).acquire().release()  # refuses in one line when that process still runs
+    if resuming:
+        return
+    leftovers = {LOCK_NAME, *REUSABLE_LEFTOVERS} | {p.name for p in stale_temp_files(run_dir)}
+    if any(entry.name not in leftovers for entry in run_dir.iterdir()):
         raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
                         f"that run with --resume {run_dir / 'last.npz'}")
 
