@@ -89,9 +89,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     try:
         if not is_zip:
             with open(path, "rb") as handle:
-                single = handle.read(6) == b"\x93NUMPY"
+                head = handle.read(6)
+            if head.startswith(b"PK\x03\x04"):  # a zip whose end (the directory) is missing
+                raise UserError(f"{path}: truncated or corrupt checkpoint (its zip directory is missing); use another "
+                                f"checkpoint (last.npz or best.npz) or train again")
             raise UserError(f"{path}: a single NumPy array, not a checkpoint; give a .npz written by cnn train"
-                            if single else f"{path}: not a NumPy .npz checkpoint (not a zip file); "
+                            if head == b"\x93NUMPY" else f"{path}: not a NumPy .npz checkpoint (not a zip file); "
                             f"give a file written by cnn train")
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):

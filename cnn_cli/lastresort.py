@@ -18,7 +18,7 @@ import traceback
 from pathlib import Path
 from typing import Iterator, Optional
 
-from .limits import check_path, safe_text, short_repr
+from .limits import ESCAPE_ERRORS, check_path, safe_text, short_repr
 
 BUG_EXIT = 70  # EX_SOFTWARE (sysexits.h): an internal error, not the user's input
 _doing: list[str] = []  # what the command is doing now, innermost last
@@ -43,11 +43,31 @@ def set_log_dir(folder: Optional[Path]) -> None:
 
 def check_path_arguments(kwargs: dict) -> None:
     """Every path-like argument must be able to name a file here (component and path lengths, NUL)."""
+    labels = _parameter_labels()
     for key, value in kwargs.items():
-        option = "--" + key.rstrip("_").replace("_", "-")
+        option = labels.get(key, "--" + key.rstrip("_").replace("_", "-"))
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if isinstance(item, (str, os.PathLike)):
                 check_path(item, option)
+
+
+def _parameter_labels() -> dict:
+    """Parameter name → how the user wrote it (--run-dir, CONFIG), from the running click command."""
+    import typer
+
+    # Typer may vendor its own click: reach its globals through a public Typer class.
+    click_root = typer.BadParameter.__mro__[1].__module__.rsplit(".", 1)[0]
+    try:
+        command = sys.modules[click_root + ".globals"].get_current_context().command
+    except (KeyError, RuntimeError, AttributeError):
+        return {}
+    labels = {}
+    for param in command.params:
+        if getattr(param, "param_type_name", "") == "argument":
+            labels[param.name] = param.name.upper()
+        elif param.opts:
+            labels[param.name] = max(param.opts, key=len)
+    return labels
 
 
 def describe_failure(command: str, error: BaseException) -> str:
@@ -97,6 +117,6 @@ def make_output_safe() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             try:
-                reconfigure(errors="backslashreplace")
+                reconfigure(errors=ESCAPE_ERRORS)
             except (ValueError, OSError):
                 pass

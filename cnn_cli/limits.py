@@ -139,7 +139,7 @@ def require_network_fits(config, batch: int, training: bool, what: str) -> None:
     needed = network_bytes(config, batch, training)
     fix = ("use a smaller batch (--batch-size) or fewer filters/units, or a smaller input"
            if training else "use a smaller network")
-    require_memory(needed, f"{what} ({'training' if training else 'inference'} at batch {batch:,})", fix)
+    require_memory(needed, f"{what}: this network {'trained' if training else 'run'} at batch {batch:,}", fix)
 
 
 # ---------------------------------------------------------------- paths
@@ -182,4 +182,24 @@ def safe_text(value: Any) -> str:
     text = os.fspath(value) if isinstance(value, os.PathLike) else str(value)
     if isinstance(text, bytes):
         return text.decode("utf-8", "backslashreplace")
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.encode("utf-8", ESCAPE_ERRORS).decode("utf-8")
+
+
+ESCAPE_ERRORS = "cnn-escape"
+
+
+def _escape_unencodable(error: UnicodeError):
+    """Codec error handler: a file name's undecodable byte (held as a lone surrogate U+DC80-U+DCFF by
+    Python) prints as the \\xNN it was; any other unencodable character as its \\u escape."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    pieces = []
+    for char in error.object[error.start:error.end]:
+        code = ord(char)
+        pieces.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else char.encode("ascii", "backslashreplace").decode())
+    return "".join(pieces), error.end
+
+
+import codecs  # noqa: E402 - registered once, at import, beside the handler
+
+codecs.register_error(ESCAPE_ERRORS, _escape_unencodable)
