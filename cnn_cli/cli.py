@@ -64,6 +64,7 @@ def user_errors_exit_2(command):
         from . import lastresort
 
         lastresort.make_output_safe()
+        lastresort.set_log_dir(None)  # crash logs go to the temp folder until a command names a run folder
         try:
             lastresort.check_path_arguments(kwargs)
             return command(*args, **kwargs)
@@ -168,7 +169,6 @@ def train(
         raise typer.Exit(code=stop.exit_code)
     finally:
         trainer.lock.release()
-        set_log_dir(None)
     reporter.message(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}, "
                      f"{summary['test_samples']:,} images) with the weights of epoch {summary['best_epoch']}; "
                      f"run folder {trainer.run_dir}")

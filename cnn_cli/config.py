@@ -28,6 +28,7 @@ FC_KINDS = ("dense", "rbf")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 RBF_CENTRES = ("digits",)
+FLOAT32_MAX = 3.4028234663852886e38
 
 # LeNet-5's C3 connection table (LeCun et al. 1998, table I; SPEC §7):
 # row = S2 input map, column = C3 output map, X = connected.
@@ -592,7 +593,7 @@ def _pool_spec(r: _Reader, pool: Any, path: str, default_name: str):
     if "p" in pool:
         if kind != "lp":
             raise r.fail(f"{path}.p", "p is only for kind: lp")
-        p = r.number(pool["p"], f"{path}.p", low=1.0)
+        p = r.number(pool["p"], f"{path}.p", low=1.0, high=FLOAT32_MAX)  # the kernels compute in float32
     if kind == "lp":
         resolved["p"] = p
     activation = "identity"

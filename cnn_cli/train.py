@@ -238,8 +238,10 @@ class Trainer:
                     y = self.data.train_labels[idx]
                     lr = learning_rate(cfg, pos.step, steps)
                     loss, logits = self.model.loss_and_gradients(x, y)
+                    if pos.step == 0 and not self.resumed:
+                        self._check_first_step(loss, x, lr)
                     if not math.isfinite(loss):
-                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr, x)
+                        self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
                     self.optimizer.step(list(self.model.parameters()), lr)
                     pos.batch += 1
                     pos.step += 1
@@ -262,18 +264,25 @@ class Trainer:
             self.reporter.close()
         return self._final_summary()
 
-    def _diverged(self, what: str, lr: float, x: Optional[np.ndarray] = None):
+    def _diverged(self, what: str, lr: float):
         last = self.run_dir / "last.npz"
         kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
-        weights_finite = all(np.isfinite(p).all() for _, p, _ in self.model.parameters())
-        if self.position.step == 0 and not self.resumed and weights_finite and x is not None:
-            # Before any update the learning rate cannot be the cause: name the layer that overflowed.
-            layer = first_nonfinite_layer(self.model, x)
-            raise TrainingDiverged(f"{what}, before any weight update, so not because of the learning rate: "
-                                   f"{layer} overflows float32 with these settings; {kept}; change that layer "
-                                   f"(e.g. a smaller lp p, another activation) or the input normalization")
         raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
                                f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
+
+    def _check_first_step(self, loss: float, x: np.ndarray, lr: float) -> None:
+        """Before any update, a NaN/inf loss or gradient is the network's arithmetic, never the learning
+        rate: say which layers overflowed instead of suggesting a lower --lr."""
+        if math.isfinite(loss) and all(g is None or np.isfinite(g).all() for _, _, g in self.model.parameters()):
+            return
+        if not math.isfinite(loss):
+            where, what = first_nonfinite_layer(self.model, x), f"the loss is {loss}"
+        else:
+            where, what = nonfinite_gradient_layers(self.model), "the gradients hold NaN or inf"
+        raise TrainingDiverged(f"{what} at the very first step, before any weight update, so not because of "
+                               f"the learning rate: {where} overflows float32 with these settings; no checkpoint "
+                               f"was saved — change that layer (e.g. a smaller lp p, another activation) or the "
+                               f"input normalization")
 
     def _check_finite_weights(self, lr: float) -> None:
         # A step may push a weight to inf while its loss is still finite: such
@@ -372,6 +381,20 @@ def first_nonfinite_layer(model, x: np.ndarray) -> str:
         return "the loss"
     finally:
         model.clear_caches()
+
+
+def nonfinite_gradient_layers(model) -> str:
+    """Where a NaN/inf gradient arose: the last layer (forward order) whose gradients are non-finite,
+    or a parameterless layer after it, since the backward pass carries NaN to every earlier layer."""
+    names = [layer.name for layer in model.layers]
+    bad = [i for i, layer in enumerate(model.layers)
+           if any(g is not None and not np.isfinite(g).all() for g in layer.grads.values())]
+    if not bad:
+        return "a layer's backward pass"
+    start = bad[-1]
+    end = next((i for i in range(start + 1, len(names)) if model.layers[i].params), len(names))
+    span = names[start:end]
+    return f"layer {span[0]}" if len(span) == 1 else "layer " + " or ".join(span)
 
 
 def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
