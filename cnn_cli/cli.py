@@ -136,6 +136,24 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
 ):
     """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
+    import signal
+
+    from .train import Terminated, raise_terminated, stopped_early
+
+    # SIGTERM unwinds like Ctrl-C (temp files removed, lock released); the training loop saves first.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline,
+               quiet)
+    except (KeyboardInterrupt, Terminated) as stop:
+        from .lastresort import current_run_dir
+
+        raise stopped_early(current_run_dir(), getattr(stop, "signum", signal.SIGINT)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline, quiet):
     from .config import load_config, parse_set_option
     from .download import resolve_data_dir
     from .progress import make_reporter

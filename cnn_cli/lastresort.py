@@ -41,6 +41,10 @@ def set_log_dir(folder: Optional[Path]) -> None:
         _log_dir.append(Path(folder))
 
 
+def current_run_dir() -> Optional[Path]:
+    return _log_dir[0] if _log_dir else None
+
+
 def check_path_arguments(kwargs: dict) -> None:
     """Every path-like argument must be able to name a file here (component and path lengths, NUL)."""
     labels = _parameter_labels()

@@ -45,6 +45,31 @@ class TrainingAborted(UserError):
     exit_code = 130
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop: unwinds like KeyboardInterrupt (temp files removed, lock released)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def stopped_early(run_dir: Optional[Path], signum: int) -> UserError:
+    """The one line for a Ctrl-C/SIGTERM that came before the training loop (or after it)."""
+    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+    last = run_dir / "last.npz" if run_dir is not None else None
+    if last is not None and last.exists():
+        error = UserError(f"stopped by {name} outside the training loop; {last} holds the latest saved state — "
+                          f"continue with --resume {last}")
+    else:
+        error = UserError(f"stopped by {name} before training began; nothing was saved")
+    error.exit_code = 128 + int(signum)
+    return error
+
+
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint stays."""
 
@@ -489,8 +514,11 @@ def check_run_dir(run_dir: Path, resuming: bool) -> None:
         return
     leftovers = {LOCK_NAME, *REUSABLE_LEFTOVERS} | {p.name for p in stale_temp_files(run_dir)}
     if any(entry.name not in leftovers for entry in run_dir.iterdir()):
+        # A kill between the first epoch's two saves leaves best.npz alone; it holds a full state too.
+        latest = run_dir / "last.npz" if (run_dir / "last.npz").exists() or not (run_dir / "best.npz").exists() \
+            else run_dir / "best.npz"
         raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
-                        f"that run with --resume {run_dir / 'last.npz'}")
+                        f"that run with --resume {latest}")
 
 
 # Settings a resumed run must share with the run it continues: they fix the
