@@ -102,10 +102,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         with data:
             arrays = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-        raise UserError(f"{path}: truncated or corrupt checkpoint ({error}); use another checkpoint "
+        raise UserError(f"{path}: truncated or corrupt checkpoint ({str(error)[:100]}); use another checkpoint "
                         f"(last.npz or best.npz) or train again") from None
     except (ValueError, OSError) as error:
-        raise UserError(f"{path}: not a NumPy .npz checkpoint ({str(error).splitlines()[0]}); "
+        raise UserError(f"{path}: not a NumPy .npz checkpoint ({(str(error).splitlines() or [''])[0][:100]}); "
                         f"give a file written by cnn train") from None
     if "format_version" not in arrays or "config.json" not in arrays:
         raise UserError(f"{path}: this .npz was not written by cnn train (no format_version/config.json); "

@@ -85,7 +85,7 @@ def parse_json_member(text: str, name: str, path: Path) -> Any:
 
 def parse_json_text(text: str, what: str, fix: str) -> Any:
     """json.loads with nesting bounded before parsing (the parser recurses) and errors as one line."""
-    depth = deepest = 0
+    depth = 0
     in_string = escaped = False
     for char in text:  # bracket depth outside strings, in one linear pass
         if in_string:
@@ -148,7 +148,7 @@ def check_meta(meta: Any, path: Path, steps_per_epoch: int) -> None:
     if not isinstance(meta, dict):
         raise UserError(f"{path}: meta.json is {short_repr(meta)}, not a mapping; {_CORRUPT}")
     epoch = _count(meta, "epoch", path)
-    batch = _count(meta, "batch", path, steps_per_epoch)
+    _count(meta, "batch", path, steps_per_epoch)
     _count(meta, "step", path)
     _count(meta, "correct", path)
     seen = _count(meta, "seen", path)

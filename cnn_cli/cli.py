@@ -138,7 +138,7 @@ def train(
     """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
     import signal
 
-    from .train import Terminated, raise_terminated, stopped_early
+    from .stops import Terminated, raise_terminated, stopped_early
 
     # SIGTERM unwinds like Ctrl-C (temp files removed, lock released); the training loop saves first.
     previous = signal.signal(signal.SIGTERM, raise_terminated)

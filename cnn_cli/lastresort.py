@@ -51,7 +51,8 @@ def check_path_arguments(kwargs: dict) -> None:
     for key, value in kwargs.items():
         option = labels.get(key, "--" + key.rstrip("_").replace("_", "-"))
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, (str, os.PathLike)):
+            # Path-typed options, and CONFIG (a shipped name or a path); never free text such as --set.
+            if isinstance(item, os.PathLike) or (key == "config" and isinstance(item, str)):
                 check_path(item, option)
 
 

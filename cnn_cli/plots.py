@@ -10,7 +10,6 @@ a bare `Figure` (no pyplot state) and written atomically, at an exact pixel size
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +127,8 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
 
 
 def _run_title(run_dir: Path) -> str:
-    from .config import parse_yaml, read_config_text
+    from .config import parse_yaml
+    from .safe_yaml import read_config_text
 
     name = Path(run_dir).resolve().name
     path = Path(run_dir) / "config.yaml"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shlex
 import signal
 import time
@@ -26,6 +25,8 @@ from .config import Config, dump_yaml, validate_config
 from .errors import UserError
 from .evaluate import evaluate
 from .progress import PlainReporter, compile_notice
+from .rundir import _remove_if_empty, check_run_dir, take_run_dir
+from .stops import first_nonfinite_layer, nonfinite_gradient_layers
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
@@ -43,31 +44,6 @@ class TrainingAborted(UserError):
     """A second Ctrl-C/SIGTERM: stopped at once, without (or in the middle of) a save."""
 
     exit_code = 130
-
-
-class Terminated(BaseException):
-    """SIGTERM outside the training loop: unwinds like KeyboardInterrupt (temp files removed, lock released)."""
-
-    def __init__(self, signum: int = signal.SIGTERM):
-        super().__init__(signum)
-        self.signum = signum
-
-
-def raise_terminated(signum, frame):
-    raise Terminated(signum)
-
-
-def stopped_early(run_dir: Optional[Path], signum: int) -> UserError:
-    """The one line for a Ctrl-C/SIGTERM that came before the training loop (or after it)."""
-    name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-    last = run_dir / "last.npz" if run_dir is not None else None
-    if last is not None and last.exists():
-        error = UserError(f"stopped by {name} outside the training loop; {last} holds the latest saved state — "
-                          f"continue with --resume {last}")
-    else:
-        error = UserError(f"stopped by {name} before training began; nothing was saved")
-    error.exit_code = 128 + int(signum)
-    return error
 
 
 class TrainingDiverged(UserError):
@@ -396,32 +372,6 @@ class Trainer:
         return " ".join([self.options.command_prefix] + [shlex.quote(p) for p in parts])
 
 
-def first_nonfinite_layer(model, x: np.ndarray) -> str:
-    """The first layer whose output holds NaN or inf for input x (its name and kind), or 'the loss'."""
-    try:
-        for layer in model.layers:
-            x = layer.forward(x)
-            if not np.isfinite(x).all():
-                return f"layer {layer.name} ({layer.kind})"
-        return "the loss"
-    finally:
-        model.clear_caches()
-
-
-def nonfinite_gradient_layers(model) -> str:
-    """Where a NaN/inf gradient arose: the last layer (forward order) whose gradients are non-finite,
-    or a parameterless layer after it, since the backward pass carries NaN to every earlier layer."""
-    names = [layer.name for layer in model.layers]
-    bad = [i for i, layer in enumerate(model.layers)
-           if any(g is not None and not np.isfinite(g).all() for g in layer.grads.values())]
-    if not bad:
-        return "a layer's backward pass"
-    start = bad[-1]
-    end = next((i for i in range(start + 1, len(names)) if model.layers[i].params), len(names))
-    span = names[start:end]
-    return f"layer {span[0]}" if len(span) == 1 else "layer " + " or ".join(span)
-
-
 def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
     """Validate everything, then create the run folder: nothing exists before that."""
     from .limits import require_network_fits
@@ -472,66 +422,21 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
     return trainer
 
 
-def take_run_dir(run_dir: Path, resuming: bool):
-    """Lock the folder, check it again (a run that just finished may have filled it), clear dead runs' temp files."""
-    from .runlock import RunLock, remove_stale_temp_files
-
-    lock = RunLock(run_dir).acquire()
-    try:
-        check_run_dir(run_dir, resuming)
-        remove_stale_temp_files(run_dir)
-    except BaseException:
-        lock.release()
-        raise
-    return lock
-
-
-def _remove_if_empty(run_dir: Path) -> None:
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass
-
-
-# What a run killed before its first checkpoint leaves: such a folder may be reused.
-REUSABLE_LEFTOVERS = ("config.yaml",)
-
-
-def check_run_dir(run_dir: Path, resuming: bool) -> None:
-    """A new or empty folder, one a run left before its first checkpoint, or (resuming=True) the
-    folder of the checkpoint being resumed. Another live run's lock is refused in either case."""
-    from .runlock import LOCK_NAME, RunLock, read_owner, stale_temp_files
-
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
-    if not run_dir.is_dir():
-        return
-    lock = run_dir / LOCK_NAME
-    owner = read_owner(lock) if lock.exists() else None
-    if owner is not None and owner.get("pid") != os.getpid():
-        RunLock(run_dir).acquire().release()  # refuses in one line when that process still runs
-    if resuming:
-        return
-    leftovers = {LOCK_NAME, *REUSABLE_LEFTOVERS} | {p.name for p in stale_temp_files(run_dir)}
-    if any(entry.name not in leftovers for entry in run_dir.iterdir()):
-        # A kill between the first epoch's two saves leaves best.npz alone; it holds a full state too.
-        latest = run_dir / "last.npz" if (run_dir / "last.npz").exists() or not (run_dir / "best.npz").exists() \
-            else run_dir / "best.npz"
-        raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
-                        f"that run with --resume {latest}")
-
-
 # Settings a resumed run must share with the run it continues: they fix the
 # train/validation split, the shuffling and what a saved batch position means.
 RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"))
 
 
 def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
+    from .limits import short_repr
+
     for section, key in RESUME_INVARIANTS:
-        before, now = saved.get(section, {}).get(key), config.resolved[section][key]
+        part = saved.get(section) if isinstance(saved, dict) else None
+        before, now = (part.get(key) if isinstance(part, dict) else None), config.resolved[section][key]
         if before != now:
-            raise UserError(f"{path}: was trained with {section}.{key} = {before}, not {now}; resuming with another "
-                            f"value would change the data order or split — keep {before}, or start a new run")
+            shown = short_repr(before)
+            raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {now}; resuming with another "
+                            f"value would change the data order or split — keep {shown}, or start a new run")
 
 
 def config_for_resume(checkpoint_path: Path, sets) -> Config:

@@ -155,3 +155,30 @@ def test_memory_limit_override_is_checked(tiny_yaml, data_dir, tmp_path):
                        env={"CNN_MEMORY_LIMIT": "1000"}), "needs about")
     assert "--batch-size" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_gradcheck_of_a_network_too_big(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(_with_field(("fc", 0, "units"), "1000000000000"))
+    refuses(cli("gradcheck", path), "needs about")
+
+
+def test_long_set_values_are_not_mistaken_for_paths(tiny_yaml, tmp_path, data_dir):
+    # Refused later, by the memory cap: so the 300-character --set value passed the path checks.
+    refuses(cli("train", tiny_yaml, "--set", "name=" + "n" * 300, "--run-dir", tmp_path / "r", "--data-dir",
+                data_dir, "--offline", env={"CNN_MEMORY_LIMIT": "1000"}), "needs about")
+
+
+def test_resume_from_a_checkpoint_whose_config_json_sections_are_not_mappings(tmp_path, trained, tiny_yaml,
+                                                                              data_dir):
+    import json
+
+    import numpy as np
+
+    from hostile_kit import read_arrays, tampered
+
+    config = json.loads(str(read_arrays(trained / "last.npz")["config.json"]))
+    config["train"] = ["x" * 10_000]
+    bad = tampered(trained / "last.npz", tmp_path / "bad.npz", config__json=np.array(json.dumps(config)))
+    line = refuses(cli("train", tiny_yaml, "--resume", bad, "--data-dir", data_dir, "--offline", "--quiet"))
+    assert len(line) < 600

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hostile_kit import assert_nothing_new, cli, refuses, snapshot
-from idx_fixtures import NAMES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, idx_bytes
+from idx_fixtures import NAMES, TEST_IMAGES, TEST_LABELS, idx_bytes
 
 IMAGES = idx_bytes(2051, np.zeros((60, 28, 28), np.uint8))
 LABELS = idx_bytes(2049, np.arange(60, dtype=np.uint8) % 10)

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cnn_cli.errors import UserError
@@ -323,6 +322,7 @@ def test_bug_during_training_logs_into_the_run_folder(tmp_path, monkeypatch, tin
                    "this is a bug", code=70)
     logs = list(run_dir.glob("cnn-crash-*.log"))
     assert len(logs) == 1 and "an internal invariant broke" in logs[0].read_text()
+    assert str(logs[0]) in line
     assert not (run_dir / LOCK_NAME).exists(), "the lock outlived the crash"
 
 
