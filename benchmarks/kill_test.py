@@ -98,7 +98,9 @@ def one_kill(run_dir: Path, config: Path, data: Path, rng: random.Random, env: d
     process = subprocess.Popen(start_command(run_dir, config, data), env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     name = rng.choice(list(SIGNALS))
-    mode = rng.choice(["delay", "write"])
+    # "twice": a second signal 2 ms after the first, while the checkpoint that the first one asked for
+    # (or the one in progress) is being written — the user who presses Ctrl-C again.
+    mode = rng.choice(["delay", "write", "twice"] if name != "KILL" else ["delay", "write"])
     problems: list[str] = []
     began = time.monotonic()
     deadline = began + 30
@@ -109,16 +111,21 @@ def one_kill(run_dir: Path, config: Path, data: Path, rng: random.Random, env: d
     hit_write = False
     if mode == "delay":
         time.sleep(rng.uniform(0.0, 4.0))
-    else:
+    else:  # "write" and "twice": the moment a checkpoint's temp file appears
         while process.poll() is None and time.monotonic() < deadline:
-            if any(name.startswith((".last.npz.", ".best.npz.")) for name in temp_files(run_dir) - leftovers):
+            if any(n.startswith((".last.npz.", ".best.npz.")) for n in temp_files(run_dir) - leftovers):
                 hit_write = True
                 break
             time.sleep(0.0005)
     if locked and leftovers & temp_files(run_dir):  # the start took the lock: it must have cleaned them
         problems.append(f"temp files of the previous kill survived this start: {sorted(leftovers & temp_files(run_dir))}")
+    sent_at = time.monotonic() - began
     if process.poll() is None:
         process.send_signal(SIGNALS[name])
+        if mode == "twice":
+            time.sleep(0.002)
+            if process.poll() is None:
+                process.send_signal(SIGNALS[name])
     _, stderr = process.communicate(timeout=120)
     text = stderr.decode("utf-8", "replace")
     if process.returncode not in EXPECTED_EXIT[name]:
@@ -126,11 +133,12 @@ def one_kill(run_dir: Path, config: Path, data: Path, rng: random.Random, env: d
     if "Traceback" in text:
         problems.append(f"SIG{name}: traceback on stderr: {text.strip()[-300:]}")
     problems += check_survivors(run_dir)
-    if not (run_dir / ".lock").exists() or name == "KILL":
-        pass
-    else:
+    if name != "KILL" and (run_dir / ".lock").exists():  # SIGKILL's lock is stale: the next start takes it over
         problems.append(f"SIG{name}: the lock outlived the process")
-    what = f"SIG{name:<4} {'inside a checkpoint write' if hit_write else f'after {time.monotonic() - began:4.1f} s'}"
+    when = "inside a checkpoint write" if hit_write else f"after {sent_at:4.1f} s"
+    what = f"SIG{name:<4}{' x2' if mode == 'twice' else '   '} {when}"
+    if mode == "twice" and process.returncode != 0 and len(text.strip().splitlines()) != 1:
+        problems.append(f"SIG{name} twice: stderr is not one line: {text.strip()[-300:]}")
     state = ", ".join(sorted(p.name for p in run_dir.glob("*.npz"))) or "no checkpoint yet"
     tmp = temp_files(run_dir)
     return f"{what:<32} exit {process.returncode:>4}  {state}" + (f"  (+{len(tmp)} temp file(s))" if tmp else ""), problems

@@ -172,15 +172,17 @@ def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, t
         raise UserError("cnn train: give a CONFIG (a YAML path or a shipped name such as lenet5) or --resume CHECKPOINT")
     options = TrainOptions(data_dir=resolve_data_dir(data_dir), run_dir=run_dir, resume=resume,
                            offline=offline, threads=threads)
-    reporter = make_reporter(quiet)
-    trainer = prepare_run(cfg, options, reporter)
-    from .lastresort import set_log_dir
+    from .lastresort import doing, set_log_dir
 
+    reporter = make_reporter(quiet)
+    with doing("preparing the run (data, network, run folder)"):
+        trainer = prepare_run(cfg, options, reporter)
     set_log_dir(trainer.run_dir)
     try:
         reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
                          f"{len(trainer.data.val_labels):,} validation images)")
-        summary = trainer.run()
+        with doing(f"training in {trainer.run_dir}"):
+            summary = trainer.run()
     except TrainingInterrupted as stop:
         print(f"interrupted: state saved to {trainer.run_dir / 'last.npz'}; resume with:\n  {stop.resume_command}",
               file=sys.stderr)

@@ -75,9 +75,20 @@ def _parameter_labels() -> dict:
     return labels
 
 
+def _activity(command: str, error: BaseException) -> str:
+    """What the command was doing: the step named with doing(), else the innermost cnn-cli function."""
+    where = ""
+    for frame, _ in traceback.walk_tb(error.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("cnn_cli.") and module not in ("cnn_cli.cli", __name__):
+            where = f"{module[len('cnn_cli.'):]}.{frame.f_code.co_name}"
+    step = _doing[-1] if _doing else f"running {command}"
+    return f"{step} (in {where})" if where else step
+
+
 def describe_failure(command: str, error: BaseException) -> str:
     """One line for an OSError/MemoryError/RecursionError/UnicodeError that no specific check caught."""
-    what = _doing[-1] if _doing else f"running {command}"
+    what = _activity(command, error)
     if isinstance(error, MemoryError):
         why = "out of memory"
         fix = "use a smaller batch, network or input, or free some memory"
@@ -111,7 +122,7 @@ def report_bug(command: str, error: BaseException) -> str:
         except OSError:
             continue
     where = f"the traceback is in {safe_text(log)}" if log else "the traceback could not be written anywhere"
-    what = _doing[-1] if _doing else f"running {command}"
+    what = _activity(command, error)
     return (f"{command}: this is a bug in cnn-cli ({type(error).__name__} while {what}: "
             f"{short_repr(str(error), 100)[1:-1]}); {where} — please report it")
 
