@@ -135,10 +135,15 @@ def one_kill(run_dir: Path, config: Path, data: Path, rng: random.Random, env: d
     problems += check_survivors(run_dir)
     if name != "KILL" and (run_dir / ".lock").exists():  # SIGKILL's lock is stale: the next start takes it over
         problems.append(f"SIG{name}: the lock outlived the process")
+    # Two signals that arrive before Python runs its handler coalesce into one (POSIX does not queue
+    # them): then the run saves and says so as for one signal. Otherwise: one line saying what happened.
+    lines = text.strip().splitlines()
+    coalesced = bool(lines) and lines[0].startswith("interrupted: state saved")
+    if mode == "twice" and process.returncode != 0 and not coalesced and (len(lines) != 1 or "interrupted" not in text):
+        problems.append(f"SIG{name} twice: stderr is not the one line saying what happened: {text.strip()[-300:]}")
     when = "inside a checkpoint write" if hit_write else f"after {sent_at:4.1f} s"
-    what = f"SIG{name:<4}{' x2' if mode == 'twice' else '   '} {when}"
-    if mode == "twice" and process.returncode != 0 and len(text.strip().splitlines()) != 1:
-        problems.append(f"SIG{name} twice: stderr is not one line: {text.strip()[-300:]}")
+    twice = "   " if mode != "twice" else (" x2 (coalesced into one)" if coalesced else " x2")
+    what = f"SIG{name:<4}{twice} {when}"
     state = ", ".join(sorted(p.name for p in run_dir.glob("*.npz"))) or "no checkpoint yet"
     tmp = temp_files(run_dir)
     return f"{what:<32} exit {process.returncode:>4}  {state}" + (f"  (+{len(tmp)} temp file(s))" if tmp else ""), problems
