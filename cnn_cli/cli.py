@@ -52,15 +52,33 @@ app = typer.Typer(
 
 
 def user_errors_exit_2(command):
-    """Turn a UserError into one line on stderr and exit status 2 — never a traceback."""
+    """Turn a UserError into one line on stderr and exit status 2 — never a traceback.
+
+    Under it, the last-resort net (lastresort.py): an OSError, MemoryError, RecursionError
+    or UnicodeError no check caught is one line too (exit 2); any other exception is a
+    bug, reported in one line with its traceback in a log file."""
+    name = "cnn " + command.__name__.rstrip("_")
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from . import lastresort
+
+        lastresort.make_output_safe()
+        lastresort.set_log_dir(None)  # crash logs go to the temp folder until a command names a run folder
         try:
+            lastresort.check_path_arguments(kwargs)
             return command(*args, **kwargs)
         except UserError as error:
-            print(f"error: {error}", file=sys.stderr)
+            _one_line(f"error: {error}")
             raise typer.Exit(code=error.exit_code)
+        except (typer.Exit, _CLICK_EXCEPTION, _CLICK_ABORT, KeyboardInterrupt):
+            raise
+        except (OSError, MemoryError, RecursionError, UnicodeError) as error:
+            _one_line("error: " + lastresort.describe_failure(name, error))
+            raise typer.Exit(code=2)
+        except Exception as error:
+            _one_line("error: " + lastresort.report_bug(name, error))
+            raise typer.Exit(code=lastresort.BUG_EXIT)
 
     return wrapper
 
@@ -76,6 +94,10 @@ def wide_console(width: int):
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=width)
     return console
+
+
+def _one_line(text: str) -> None:
+    print(" ".join(text.splitlines()), file=sys.stderr)
 
 
 DATA_DIR_HELP = "Folder holding the MNIST files (default: $CNN_DATA_DIR, else ./data)."
@@ -127,6 +149,24 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
 ):
     """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
+    import signal
+
+    from .commands.stops import Terminated, raise_terminated, stopped_early
+
+    # SIGTERM unwinds like Ctrl-C (temp files removed, lock released); the training loop saves first.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline,
+               quiet)
+    except (KeyboardInterrupt, Terminated) as stop:
+        from .lastresort import current_run_dir
+
+        raise stopped_early(current_run_dir(), getattr(stop, "signum", signal.SIGINT)) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline, quiet):
     from .spec.config import load_config, parse_set_option
     from .download import resolve_data_dir
     from .commands.progress import make_reporter
@@ -145,16 +185,23 @@ def train(
         raise UserError("cnn train: give a CONFIG (a YAML path or a shipped name such as lenet5) or --resume CHECKPOINT")
     options = TrainOptions(data_dir=resolve_data_dir(data_dir), run_dir=run_dir, resume=resume,
                            offline=offline, threads=threads)
+    from .lastresort import doing, set_log_dir
+
     reporter = make_reporter(quiet)
-    trainer = prepare_run(cfg, options, reporter)
-    reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
-                     f"{len(trainer.data.val_labels):,} validation images)")
+    with doing("preparing the run (data, network, run folder)"):
+        trainer = prepare_run(cfg, options, reporter)
+    set_log_dir(trainer.run_dir)
     try:
-        summary = trainer.run()
+        reporter.message(f"training {cfg.name} in {trainer.run_dir} ({len(trainer.data.train_labels):,} train, "
+                         f"{len(trainer.data.val_labels):,} validation images)")
+        with doing(f"training in {trainer.run_dir}"):
+            summary = trainer.run()
     except TrainingInterrupted as stop:
         print(f"interrupted: state saved to {trainer.run_dir / 'last.npz'}; resume with:\n  {stop.resume_command}",
               file=sys.stderr)
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=stop.exit_code)
+    finally:
+        trainer.lock.release()
     reporter.message(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}, "
                      f"{summary['test_samples']:,} images) with the weights of epoch {summary['best_epoch']}; "
                      f"run folder {trainer.run_dir}")
@@ -252,7 +299,7 @@ def params(
 def gradcheck(
     config: Optional[str] = typer.Argument(None, help="Check a whole network end to end; without it, the built-in suite of every layer kind."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as JSON."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random inputs and weights."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random inputs and weights."),
 ):
     """Compare every analytic gradient with central differences in float64 (pass: max relative error < 1e-6)."""
     import json
@@ -353,7 +400,7 @@ def predict(
         None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
     ),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="K", help="Show the first K misclassified digits of the split."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (default: a fresh one, printed)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for --random (default: a fresh one, printed)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),

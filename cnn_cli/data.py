@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -44,43 +45,79 @@ _KIND_OF_MAGIC = {v: k for k, v in _MAGIC.items()}
 _REFETCH = "fetch it again (`cnn download --force`) or replace it"
 
 
-def _read_bytes(path: Path, display: str) -> bytes:
+def _open_stream(path: Path, display: str):
+    """The file opened for reading, decompressing on the fly when it is gzip (whatever it is called)."""
     try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
+        handle = open(path, "rb")
     except FileNotFoundError:
         raise UserError(f"{display}: file not found; run `cnn download` or point --data-dir at your IDX files") from None
     except IsADirectoryError:
         raise UserError(f"{display}: is a folder, not an IDX file") from None
     except OSError as error:
         raise UserError(f"{display}: cannot read it ({error.strerror or error})") from None
-    if raw[:2] == b"\x1f\x8b":  # gzip magic: decompress whatever the file is called
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise UserError(f"{display}: broken gzip data ({error}); the file is truncated or corrupt, {_REFETCH}") from None
-    return raw
+    if handle.read(2) == b"\x1f\x8b":  # gzip magic
+        handle.seek(0)
+        return gzip.GzipFile(fileobj=handle, mode="rb"), handle
+    handle.seek(0)
+    return handle, handle
 
 
-def read_idx(path: Union[Path, str], kind: Optional[str] = None, *, name: Optional[str] = None) -> np.ndarray:
-    """Read a gzipped or plain IDX file of unsigned bytes and return it as a uint8 array.
+def _read_at_most(stream, n: int, display: str) -> bytes:
+    """Up to n bytes: a gzip bomb is never inflated past what the header promised."""
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as error:
+        raise UserError(f"{display}: broken gzip data ({error}); the file is truncated or corrupt, {_REFETCH}") from None
 
-    ``kind`` ("images" or "labels") demands magic 2051 (N×H×W) or 2049 (N); with
-    ``kind=None`` either is accepted. Checks the magic number, that the header's
-    dimensions account for exactly the payload, and for labels that every value
-    is in 0-9. ``name`` replaces the path in messages (used for temporary files).
-    """
-    path = Path(path)
-    display = name if name is not None else str(path)
-    if kind is not None and kind not in _MAGIC:
-        raise ValueError(f"kind must be 'images', 'labels' or None, not {kind!r}")
-    raw = _read_bytes(path, display)
 
-    if len(raw) < 8:
+def _read_bytes(path: Path, display: str, kind: Optional[str]) -> tuple[bytes, tuple[int, ...], int, str]:
+    """(header + payload bytes, dims, header length, kind), reading no more than the header declares (+1 byte)."""
+    from .limits import available_memory, human_bytes
+
+    stream, raw_handle = _open_stream(path, display)
+    with raw_handle, stream:
+        head = _read_at_most(stream, 4, display)
+        if len(head) < 4:
+            raise UserError(
+                f"{display}: only {len(head)} bytes, too short for an IDX header; the file is truncated or empty, {_REFETCH}"
+            )
+        magic = int.from_bytes(head, "big")
+        kind = _check_magic(magic, kind, display)
+        ndim = head[3]
+        header = 4 + 4 * ndim
+        rest = _read_at_most(stream, header - 4, display)
+        if len(head) + len(rest) < 8:
+            raise UserError(f"{display}: only {len(head) + len(rest)} bytes, too short for an IDX header; "
+                            f"the file is truncated or empty, {_REFETCH}")
+        if len(rest) < header - 4:
+            raise UserError(f"{display}: header cut short ({len(head) + len(rest)} bytes, needs {header}); {_REFETCH}")
+        dims = struct.unpack(f">{ndim}I", rest)
+        need = math.prod(dims)
+        limit = need + 1
+        if stream is raw_handle:  # a plain file: never ask for more than it holds
+            limit = min(limit, os.fstat(raw_handle.fileno()).st_size - header + 1)
+        room = available_memory()
+        if room is not None and 2 * limit > room:  # the bytes plus their uint8 copy
+            raise UserError(f"{display}: header says {_shape_text(dims)} = {need:,} bytes of {kind}, more than the "
+                            f"{human_bytes(room)} of memory available; the file is truncated or corrupt, or too "
+                            f"large for this machine; {_REFETCH}")
+        payload = _read_at_most(stream, max(limit, 0), display)
+    have = len(payload)
+    if have != need:
+        what = "is truncated or corrupt" if have < need else "has extra bytes after the data"
+        held = f"{have:,}" if have < need else "more"
         raise UserError(
-            f"{display}: only {len(raw)} bytes, too short for an IDX header; the file is truncated or empty, {_REFETCH}"
+            f"{display}: header says {_shape_text(dims)} = {need:,} bytes of {kind} but the file holds {held}; "
+            f"the file {what}, {_REFETCH}"
         )
-    magic = int.from_bytes(raw[:4], "big")
+    return payload, dims, header, kind
+
+
+def _shape_text(dims) -> str:
+    return "×".join(f"{d:,}" for d in dims)
+
+
+def _check_magic(magic: int, kind: Optional[str], display: str) -> str:
     if kind is not None and magic != _MAGIC[kind]:
         other = _KIND_OF_MAGIC.get(magic)
         why = f"it looks like {'an' if other == 'images' else 'a'} {other} file" if other else "not an MNIST IDX file"
@@ -95,25 +132,29 @@ def read_idx(path: Union[Path, str], kind: Optional[str] = None, *, name: Option
                 f"or {LABELS_MAGIC} (labels); not an MNIST IDX file"
             )
         kind = _KIND_OF_MAGIC[magic]
+    return kind
 
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise UserError(f"{display}: header cut short ({len(raw)} bytes, needs {header}); {_REFETCH}")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    need = math.prod(dims)
-    have = len(raw) - header
-    shape_text = "×".join(f"{d:,}" for d in dims)
-    if have != need:
-        what = "truncated or corrupt" if have < need else "has extra bytes after the data"
-        raise UserError(
-            f"{display}: header says {shape_text} = {need:,} bytes of {kind} but the file holds {have:,}; "
-            f"the file is {what}, {_REFETCH}"
-        )
+
+def read_idx(path: Union[Path, str], kind: Optional[str] = None, *, name: Optional[str] = None) -> np.ndarray:
+    """Read a gzipped or plain IDX file of unsigned bytes and return it as a uint8 array.
+
+    ``kind`` ("images" or "labels") demands magic 2051 (N×H×W) or 2049 (N); with
+    ``kind=None`` either is accepted. Checks the magic number, that the header's
+    dimensions account for exactly the payload, and for labels that every value
+    is in 0-9. ``name`` replaces the path in messages (used for temporary files).
+    The header is read first and the payload only up to the size it declares, so
+    a decompression bomb or a lying header costs at most that much memory.
+    """
+    path = Path(path)
+    display = name if name is not None else str(path)
+    if kind is not None and kind not in _MAGIC:
+        raise ValueError(f"kind must be 'images', 'labels' or None, not {kind!r}")
+    payload, dims, header, kind = _read_bytes(path, display, kind)
+    need = len(payload)
     if kind == "images" and (dims[1] == 0 or dims[2] == 0):
         raise UserError(f"{display}: header says images of {dims[1]}×{dims[2]} pixels; an image needs at least 1×1")
 
-    array = np.frombuffer(raw, dtype=np.uint8, count=need, offset=header).reshape(dims).copy()
+    array = np.frombuffer(payload, dtype=np.uint8, count=need).reshape(dims).copy()
     if kind == "labels" and array.size:
         bad = np.flatnonzero(array > 9)
         if bad.size:

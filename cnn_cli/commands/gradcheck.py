@@ -192,6 +192,9 @@ def check_network(config, seed: int = 0, batch: int = 2, entries_per_array: int 
     """
     from ..nn.model import Model
 
+    from ..limits import require_network_fits
+
+    require_network_fits(config, 2 * batch, True, config.source)  # float64: twice float32's bytes
     model = Model(config, dtype=np.float64, seed=seed)
     rng = np.random.default_rng(seed)
     for layer in model.layers:

@@ -64,6 +64,7 @@ from typing import Any, Optional
 from ..spec.config import Config, ConvSpec, DenseSpec, LayerShape, PoolSpec, RbfSpec, validate_config
 from ..errors import UserError
 from .options import parse_input_option, parse_sizes_option
+from ..limits import short_repr
 
 DTYPE_NAME = "float32"
 DTYPE_BYTES = 4

@@ -10,7 +10,6 @@ a bare `Figure` (no pyplot state) and written atomically, at an exact pixel size
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..limits import short_repr
 
 INSTALL_HINT = "pip install 'cnn-cli[plot]' (or pip install matplotlib)"
 DPI = 100
@@ -93,7 +93,12 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise UserError(f"{path}: not found; give a run folder written by cnn train "
                         f"(it appears after the first epoch)")
+    from ..limits import MAX_CSV_BYTES
+
     try:
+        if path.stat().st_size > MAX_CSV_BYTES:
+            raise UserError(f"{path}: over {MAX_CSV_BYTES:,} bytes, far more than a run's metrics; "
+                            f"give a metrics.csv written by cnn train")
         with open(path, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
             header = rows[0].keys() if rows else []
@@ -113,30 +118,50 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
             try:
                 values.append(float(text) if text else math.nan)
             except ValueError:
-                raise UserError(f"{path}: line {line}, column {name}: {text!r} is not a number") from None
+                raise UserError(f"{path}: line {line}, column {name}: {short_repr(text)} is not a number") from None
+            if math.isinf(values[-1]) or (name == "epoch" and not (values[-1] >= 0 and values[-1] < 1e9)):
+                raise UserError(f"{path}: line {line}, column {name}: {short_repr(text)} is out of range; "
+                                f"give a metrics.csv written by cnn train")
         columns[name] = np.array(values)
     return columns
 
 
 def _run_title(run_dir: Path) -> str:
-    name = Path(run_dir).resolve().name
-    try:
-        import yaml
+    from ..spec.config import parse_yaml
+    from ..spec.safe_yaml import read_config_text
 
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
-        if isinstance(config, dict) and config.get("name") and config["name"] != name:
-            name = f"{name} ({config['name']})"
-    except Exception:  # the title is cosmetic; metrics.csv is what matters
-        pass
+    name = Path(run_dir).resolve().name
+    path = Path(run_dir) / "config.yaml"
+    try:  # the bounded reader and YAML loader: a doctored config.yaml cannot hang or exhaust memory
+        config = parse_yaml(read_config_text(path), str(path)) if path.is_file() else None
+    except UserError:  # the title is cosmetic; metrics.csv is what matters
+        config = None
+    if isinstance(config, dict) and isinstance(config.get("name"), str) and config["name"] != name:
+        name = f"{name} ({short_repr(config['name'], 40)[1:-1]})"
     return name
 
 
 def _summary(run_dir: Path) -> dict:
+    """summary.json's figures the plot uses, each checked; a missing or doctored one is left out."""
+    from ..nn.checkpoint_checks import parse_json_text
+    from ..limits import MAX_JSON_BYTES
+
+    path = Path(run_dir) / "summary.json"
     try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
-        return summary if isinstance(summary, dict) else {}
-    except (OSError, ValueError):
+        with open(path, "rb") as handle:
+            text = handle.read(MAX_JSON_BYTES + 1).decode("utf-8")
+        summary = parse_json_text(text, str(path), "") if len(text) <= MAX_JSON_BYTES else None
+    except (OSError, ValueError, UserError):
         return {}
+    if not isinstance(summary, dict):
+        return {}
+    checked = {}
+    best, test_acc = summary.get("best_epoch"), summary.get("test_accuracy")
+    if isinstance(best, int) and not isinstance(best, bool) and 0 < best < 10 ** 9:
+        checked["best_epoch"] = best
+    if isinstance(test_acc, (int, float)) and not isinstance(test_acc, bool) and 0 <= test_acc <= 1:
+        checked["test_accuracy"] = float(test_acc)
+    return checked
 
 
 def plot_curves(run_dir: Path, out: Optional[Path] = None) -> Written:

@@ -163,6 +163,7 @@ def read_png(path: Path) -> np.ndarray:
         raise UserError(f"{path}: cannot read it ({error.strerror or error})") from None
     if head != PNG_SIGNATURE:
         raise UserError(f"{path}: not a PNG file (no PNG signature); save the digit as .png")
+    check_png_size(path)
     try:
         reader = _png_reader()
         pixels = np.asarray(reader(path))
@@ -174,6 +175,30 @@ def read_png(path: Path) -> np.ndarray:
     if np.issubdtype(pixels.dtype, np.integer):
         pixels = pixels / float(np.iinfo(pixels.dtype).max)
     return pixels.astype(np.float64)
+
+
+def check_png_size(path: Path) -> None:
+    """Read the IHDR chunk ourselves and refuse pixel counts no digit needs, before any decoder
+    allocates them (matplotlib opens PNGs without Pillow's decompression-bomb guard)."""
+    import struct
+
+    from ..limits import MAX_PNG_PIXELS, PNG_BYTES_PER_PIXEL, require_memory
+
+    try:
+        with open(path, "rb") as handle:
+            chunk = handle.read(8 + 25)[8:]
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if len(chunk) < 25 or chunk[4:8] != b"IHDR":
+        raise UserError(f"{path}: damaged PNG (no IHDR header after the signature); save it again as a PNG")
+    width, height = struct.unpack(">II", chunk[8:16])
+    if width == 0 or height == 0:
+        raise UserError(f"{path}: the PNG header says {width}×{height} pixels; an image needs at least 1×1")
+    if width * height > MAX_PNG_PIXELS:
+        raise UserError(f"{path}: {width:,}×{height:,} pixels, more than the {MAX_PNG_PIXELS:,} a digit image "
+                        f"may have; scale it down (a digit needs about 28×28)")
+    require_memory(width * height * PNG_BYTES_PER_PIXEL, f"{path}: decoding {width:,}×{height:,} pixels",
+                   "scale the image down")
 
 
 def _png_reader():
@@ -271,6 +296,8 @@ def choose_mode(req: PredictRequest) -> str:
 def run_predict(req: PredictRequest) -> list[str]:
     """Everything `cnn predict` prints, as lines."""
     mode = choose_mode(req)
+    if req.seed is not None and not 0 <= req.seed < 2 ** 63:
+        raise UserError(f"--seed {req.seed}: must be a whole number from 0 to 2^63-1")
     if mode == "--image":
         image_path = Path(req.image)
         read_png(image_path)  # a bad file fails before the model is built

@@ -23,6 +23,7 @@ from ..spec.config import Config, ConvSpec, PoolSpec
 from ..spec.geometry import conv_output_size
 from ..errors import UserError
 
+MAX_COVERAGE_PIXELS = 4096 * 4096  # an int64 count per pixel: 128 MB at most
 SHADES = "░▒▓█"  # four levels for grids too wide to print numbers
 ZERO = "·"  # pixels no window covers
 
@@ -132,6 +133,9 @@ def layer_coverage(config: Config, layer_name: Optional[str] = None) -> Coverage
         kernel, padding, kind = spec.kernel, spec.padding, "conv"
     else:
         kernel, padding, kind = spec.size, (0, 0, 0, 0), spec.kind
+    if h * w > MAX_COVERAGE_PIXELS:
+        raise UserError(f"{config.source}: {spec.name}'s input is {h:,}×{w:,} pixels; --receptive counts every "
+                        f"pixel and draws at most {MAX_COVERAGE_PIXELS:,} — give a smaller --input")
     rows = window_counts_1d(h, kernel[0], spec.stride[0], padding[0], padding[1])
     cols = window_counts_1d(w, kernel[1], spec.stride[1], padding[2], padding[3])
     return Coverage(spec.name, kind, (h, w), tuple(chosen.out_shape[1:]), tuple(kernel), tuple(spec.stride),

@@ -26,16 +26,25 @@ from ..spec.config import Config, dump_yaml, validate_config
 from ..errors import UserError
 from .evaluate import evaluate
 from .progress import PlainReporter, compile_notice
+from .rundir import _remove_if_empty, check_run_dir, take_run_dir
+from .stops import first_nonfinite_layer, nonfinite_gradient_layers
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C: the state was saved; carries the command that resumes."""
+    """Ctrl-C or SIGTERM: the state was saved; carries the command that resumes and the exit status."""
 
-    def __init__(self, resume_command: str):
+    def __init__(self, resume_command: str, signum: int = signal.SIGINT):
         super().__init__(resume_command)
         self.resume_command = resume_command
+        self.exit_code = 128 + int(signum)  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class TrainingAborted(UserError):
+    """A second Ctrl-C/SIGTERM: stopped at once, without (or in the middle of) a save."""
+
+    exit_code = 130
 
 
 class TrainingDiverged(UserError):
@@ -142,31 +151,50 @@ class Trainer:
         self.prepare = make_preparer(config)
         self.rng = np.random.default_rng(self.train_cfg["seed"])
         self.position = Position(rng_state=self.rng.bit_generator.state)
-        self.interrupted = False
+        self.interrupted = 0  # the signal that asked us to stop, 0 while none did
+        self.saving: Optional[Path] = None  # the checkpoint being written, for a second Ctrl-C's message
+        self.lock = None  # runlock.RunLock held from prepare_run until the command ends
+        self.resumed = False
 
     # ------------------------------------------------------------ state
 
     def restore(self, path: Path) -> None:
+        from ..nn.checkpoint_checks import check_meta
+
         checkpoint = load_checkpoint(path)
         check_resume_compatible(self.config, checkpoint.config, path)
         self.model.load_state_dict(checkpoint.weights, str(path))
+        meta = checkpoint.meta
+        check_meta(meta, path, self.steps_per_epoch())
+        expected = self.optimizer.state_dict()
+        for key, target in expected.items():
+            given = checkpoint.optimizer.get(key)
+            if given is None or np.shape(given) != np.shape(target):
+                what = "missing" if given is None else f"of shape {np.shape(given)}, not {np.shape(target)}"
+                raise UserError(f"{path}: optimizer state {key} is {what}; the checkpoint is from another optimizer "
+                                f"or damaged — resume with its own train.optimizer or start a new run")
         try:
             self.optimizer.load_state_dict(checkpoint.optimizer)
-            meta = checkpoint.meta
-            self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
-        except (KeyError, TypeError, ValueError) as error:
-            raise UserError(f"{path}: cannot resume from this checkpoint (missing {error}); the optimizer "
-                            f"or position state is absent or from another optimizer") from None
+        except (KeyError, TypeError, ValueError, OverflowError) as error:
+            raise UserError(f"{path}: cannot resume from this checkpoint (optimizer state: {str(error)[:80]}); "
+                            f"it is damaged or from another optimizer") from None
+        self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
+        self.resumed = True
 
     def save(self, name: str) -> Path:
         path = self.run_dir / name
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
+        existed = path.exists()
+        self.saving = path
         try:
             save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
         except OSError as error:
-            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); the previous one is "
-                            f"intact — free some space or choose another --run-dir") from None
+            kept = "the previous one is intact" if existed else "none was written"
+            raise UserError(f"{path}: cannot write the checkpoint ({error.strerror or error}); {kept} — "
+                            f"free some space or choose another --run-dir") from None
+        finally:
+            self.saving = None
         return path
 
     # ------------------------------------------------------------ loop
@@ -192,7 +220,7 @@ class Trainer:
         cfg, pos = self.train_cfg, self.position
         batch_size, epochs = cfg["batch_size"], cfg["epochs"]
         n, steps = len(self.data.train_labels), self.steps_per_epoch()
-        previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        previous_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._load_kernels()
         try:
             while pos.epoch < epochs:
@@ -208,6 +236,8 @@ class Trainer:
                     y = self.data.train_labels[idx]
                     lr = learning_rate(cfg, pos.step, steps)
                     loss, logits = self.model.loss_and_gradients(x, y)
+                    if pos.step == 0 and not self.resumed:
+                        self._check_first_step(loss, x, lr)
                     if not math.isfinite(loss):
                         self._diverged(f"loss became {loss} at epoch {pos.epoch + 1}, batch {pos.batch + 1}", lr)
                     self.optimizer.step(list(self.model.parameters()), lr)
@@ -223,10 +253,11 @@ class Trainer:
                     if self.interrupted:
                         self._check_finite_weights(lr)
                         self.save("last.npz")
-                        raise TrainingInterrupted(self.resume_command())
+                        raise TrainingInterrupted(self.resume_command(), self.interrupted)
                 self._finish_epoch(learning_rate(cfg, pos.step - 1, steps))
         finally:
-            signal.signal(signal.SIGINT, previous_handler)
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             self.model.clear_caches()
             self.reporter.close()
         return self._final_summary()
@@ -236,6 +267,20 @@ class Trainer:
         kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
         raise TrainingDiverged(f"{what} (lr {lr:.3g}); training stopped, {kept}; "
                                f"try a lower learning rate, e.g. --lr {lr / 10:.3g}")
+
+    def _check_first_step(self, loss: float, x: np.ndarray, lr: float) -> None:
+        """Before any update, a NaN/inf loss or gradient is the network's arithmetic, never the learning
+        rate: say which layers overflowed instead of suggesting a lower --lr."""
+        if math.isfinite(loss) and all(g is None or np.isfinite(g).all() for _, _, g in self.model.parameters()):
+            return
+        if not math.isfinite(loss):
+            where, what = first_nonfinite_layer(self.model, x), f"the loss is {loss}"
+        else:
+            where, what = nonfinite_gradient_layers(self.model), "the gradients hold NaN or inf"
+        raise TrainingDiverged(f"{what} at the very first step, before any weight update, so not because of "
+                               f"the learning rate: {where} overflows float32 with these settings; no checkpoint "
+                               f"was saved — change that layer (e.g. a smaller lp p, another activation) or the "
+                               f"input normalization")
 
     def _check_finite_weights(self, lr: float) -> None:
         # A step may push a weight to inf while its loss is still finite: such
@@ -298,10 +343,22 @@ class Trainer:
         write_text_atomically(self.run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
         return summary
 
-    def _on_sigint(self, signum, frame) -> None:
-        if self.interrupted:  # a second Ctrl-C: the user really wants out now
-            raise KeyboardInterrupt
-        self.interrupted = True
+    def _on_signal(self, signum, frame) -> None:
+        if not self.interrupted:  # finish the batch, save, then stop (TrainingInterrupted)
+            self.interrupted = signum
+            return
+        # A second Ctrl-C/SIGTERM: the user really wants out now. Raised inside a save,
+        # write_atomically deletes its temp file, so the previous checkpoint stays whole.
+        last = self.run_dir / "last.npz"
+        kept = (f"{last} holds the state of its epoch; resume with:  {self.resume_command()}" if last.exists()
+                else "no checkpoint was saved yet")
+        if self.saving is not None:
+            error = TrainingAborted(f"interrupted again while writing {self.saving.name}: that write was abandoned "
+                                    f"and its temp file removed; {kept}")
+        else:
+            error = TrainingAborted(f"interrupted twice: stopped without saving; {kept}")
+        error.exit_code = 128 + int(signum)
+        raise error
 
     def resume_command(self) -> str:
         parts = ["--resume", str(self.run_dir / "last.npz")]
@@ -314,6 +371,10 @@ class Trainer:
 
 def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) -> Trainer:
     """Validate everything, then create the run folder: nothing exists before that."""
+    from ..limits import require_network_fits
+
+    # A config can validate and still need terabytes: refuse before data, kernels or folders.
+    require_network_fits(config, config.train["batch_size"], True, config.source)
     if options.threads is not None:
         import numba
 
@@ -338,25 +399,24 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
             if not best.is_file():
                 raise UserError(f"{best}: missing; --resume into another --run-dir needs the best.npz beside "
                                 f"the checkpoint")
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        trainer.lock = take_run_dir(run_dir, resuming=same_folder)
         if options.resume is not None and not same_folder:
             best_bytes = (Path(options.resume).parent / "best.npz").read_bytes()
             write_atomically(run_dir / "best.npz", lambda handle: handle.write(best_bytes))
         write_text_atomically(run_dir / "config.yaml", dump_yaml(config.resolved))
-    except OSError as error:
-        raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
-                        f"choose another --run-dir") from None
+    except BaseException as error:
+        if trainer.lock is not None:
+            trainer.lock.release()
+        if created:
+            _remove_if_empty(run_dir)
+        if isinstance(error, OSError):
+            raise UserError(f"{run_dir}: cannot write the run folder ({error.strerror or error}); "
+                            f"choose another --run-dir") from None
+        raise
     return trainer
-
-
-def check_run_dir(run_dir: Path, resuming: bool) -> None:
-    """A new or empty folder, or (resuming=True) the folder of the checkpoint being resumed."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run-dir {run_dir}: is a file, not a folder; choose another --run-dir")
-    if not resuming and run_dir.is_dir() and any(run_dir.iterdir()):
-        raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
-                        f"that run with --resume {run_dir / 'last.npz'}")
 
 
 # Settings a resumed run must share with the run it continues: they fix the
@@ -365,11 +425,15 @@ RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_s
 
 
 def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
+    from ..limits import short_repr
+
     for section, key in RESUME_INVARIANTS:
-        before, now = saved.get(section, {}).get(key), config.resolved[section][key]
+        part = saved.get(section) if isinstance(saved, dict) else None
+        before, now = (part.get(key) if isinstance(part, dict) else None), config.resolved[section][key]
         if before != now:
-            raise UserError(f"{path}: was trained with {section}.{key} = {before}, not {now}; resuming with another "
-                            f"value would change the data order or split — keep {before}, or start a new run")
+            shown = short_repr(before)
+            raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {now}; resuming with another "
+                            f"value would change the data order or split — keep {shown}, or start a new run")
 
 
 def config_for_resume(checkpoint_path: Path, sets) -> Config:

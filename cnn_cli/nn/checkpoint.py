@@ -60,18 +60,35 @@ def require_checkpoint_file(path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and sanity-check a checkpoint; every failure is one UserError line."""
+    from .checkpoint_checks import check_finite, inspect_npz, parse_json_member
+
     path = require_checkpoint_file(path)
     try:
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise UserError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if is_zip:
+        inspect_npz(path)  # sizes and dtypes from the zip directory and .npy headers, before loading
+    try:
+        if not is_zip:
+            with open(path, "rb") as handle:
+                head = handle.read(6)
+            if head.startswith(b"PK\x03\x04"):  # a zip whose end (the directory) is missing
+                raise UserError(f"{path}: truncated or corrupt checkpoint (its zip directory is missing); use another "
+                                f"checkpoint (last.npz or best.npz) or train again")
+            raise UserError(f"{path}: a single NumPy array, not a checkpoint; give a .npz written by cnn train"
+                            if head == b"\x93NUMPY" else f"{path}: not a NumPy .npz checkpoint (not a zip file); "
+                            f"give a file written by cnn train")
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
             raise UserError(f"{path}: a single NumPy array, not a checkpoint; give a .npz written by cnn train")
         with data:
             arrays = {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, EOFError, zlib.error) as error:
-        raise UserError(f"{path}: truncated or corrupt checkpoint ({error}); use another checkpoint "
+        raise UserError(f"{path}: truncated or corrupt checkpoint ({str(error)[:100]}); use another checkpoint "
                         f"(last.npz or best.npz) or train again") from None
     except (ValueError, OSError) as error:
-        raise UserError(f"{path}: not a NumPy .npz checkpoint ({str(error).splitlines()[0]}); "
+        raise UserError(f"{path}: not a NumPy .npz checkpoint ({(str(error).splitlines() or [''])[0][:100]}); "
                         f"give a file written by cnn train") from None
     if "format_version" not in arrays or "config.json" not in arrays:
         raise UserError(f"{path}: this .npz was not written by cnn train (no format_version/config.json); "
@@ -82,11 +99,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         version = None
     if version != FORMAT_VERSION:
         raise UserError(f"{path}: checkpoint format {version} is not supported (this cnn reads {FORMAT_VERSION})")
-    try:
-        config = json.loads(str(arrays.pop("config.json")))
-        meta = json.loads(str(arrays.pop("meta.json", np.array("{}"))))
-    except json.JSONDecodeError as error:
-        raise UserError(f"{path}: damaged config.json/meta.json inside the checkpoint ({error})") from None
+    config = parse_json_member(str(arrays.pop("config.json")), "config.json", path)
+    meta = parse_json_member(str(arrays.pop("meta.json", np.array("{}"))), "meta.json", path)
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: meta.json inside the checkpoint is not a mapping; the file is damaged")
+    check_finite(arrays, path)
     optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in arrays.items() if k.startswith(OPTIMIZER_PREFIX)}
     weights = {k: v for k, v in arrays.items() if not k.startswith(OPTIMIZER_PREFIX)}
     return Checkpoint(weights, optimizer, config, meta)

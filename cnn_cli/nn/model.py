@@ -162,6 +162,9 @@ def load_trained(checkpoint: str | Path) -> TrainedModel:
 
     ckpt = load_checkpoint(checkpoint)
     config = validate_config(ckpt.config, f"{checkpoint} (config.json)")
+    from ..limits import require_network_fits
+
+    require_network_fits(config, 1000, False, f"{checkpoint}: the network in config.json")  # predict's batch
     model = Model(config)
     model.load_state_dict(ckpt.weights, str(checkpoint))
     return TrainedModel(model, config, make_preparer(config), str(checkpoint))

@@ -22,12 +22,15 @@ from ..errors import UserError
 from .activations import NAMES as ACTIVATIONS
 from .geometry import conv_output_size, same_padding
 from .tables import NAMED_TABLES
+from ..limits import short_repr
+from .safe_yaml import BoundedSafeLoader, YamlTooLarge, read_config_text
 
 POOL_KINDS = ("max", "mean", "lp", "subsample")
 FC_KINDS = ("dense", "rbf")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 RBF_CENTRES = ("digits",)
+FLOAT32_MAX = 3.4028234663852886e38
 
 # Layer names become checkpoint keys (`conv1.weight`); these would collide with
 # the checkpoint's own entries.
@@ -149,18 +152,15 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_config(name_or_path: str | Path, sets: list[tuple[list[str], Any]] | None = None) -> Config:
     """Read, validate and shape-check a config, then apply `--set` overrides and check again."""
     path = resolve_config_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{path}: cannot read config ({error})") from None
+    text = read_config_text(path)
     config = parse_config(text, str(path))
     if sets:
         config = validate_config(apply_overrides(config.resolved, sets), f"{path} (after --set)")
     return config
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
+class _Loader(BoundedSafeLoader):
+    """The bounded SafeLoader (safe_yaml.py) that also reads `1e-3` as a float (YAML 1.1 wants `1.0e-3`)."""
 
 
 _Loader.add_implicit_resolver(
@@ -181,7 +181,11 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UserError(f"{source}:{where}: YAML syntax error: {problem}; fix the YAML there") from None
+        kind = "YAML too large" if isinstance(error, YamlTooLarge) else "YAML syntax error"
+        raise UserError(f"{source}:{where}: {kind}: {str(problem)[:200]}; "
+                        f"fix the YAML there") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{source}: unreadable value in the YAML ({short_repr(str(error), 120)}); fix it") from None
 
 
 def parse_config(text: str, source: str) -> Config:
@@ -206,9 +210,10 @@ class _Reader:
             raise self.fail(path, f"expected a mapping with keys {', '.join(allowed)}, got {_describe(value)}")
         for key in value:
             if key not in allowed:
-                near = difflib.get_close_matches(str(key), allowed, n=1)
+                near = difflib.get_close_matches(str(key)[:100], allowed, n=1)
                 hint = f"did you mean '{near[0]}'?" if near else f"allowed keys: {', '.join(allowed)}"
-                raise self.fail(_join(path, key), f"unknown key; {hint}")
+                raise self.fail(_join(path, short_repr(key) if not isinstance(key, str) or len(key) > 60 else key),
+                                f"unknown key; {hint}")
         return value
 
     def required(self, mapping: dict, key: str, path: str) -> Any:
@@ -221,7 +226,7 @@ class _Reader:
             raise self.fail(path, f"expected an integer, got {_describe(value)}")
         if value < minimum:
             what = "positive" if minimum == 1 else f"at least {minimum}"
-            raise self.fail(path, f"must be {what}, got {value}")
+            raise self.fail(path, f"must be {what}, got {short_repr(value)}")
         return value
 
     def number(self, value: Any, path: str, low: float | None = None, high: float | None = None,
@@ -230,9 +235,9 @@ class _Reader:
             raise self.fail(path, f"expected a number, got {_describe(value)}")
         if low is not None and (value < low or (low_open and value == low)):
             bound = f"> {low}" if low_open else f">= {low}"
-            raise self.fail(path, f"must be {bound}, got {value}")
+            raise self.fail(path, f"must be {bound}, got {short_repr(value)}")
         if high is not None and value > high:
-            raise self.fail(path, f"must be <= {high}, got {value}")
+            raise self.fail(path, f"must be <= {high}, got {short_repr(value)}")
         return float(value)
 
     def boolean(self, value: Any, path: str) -> bool:
@@ -244,7 +249,7 @@ class _Reader:
         if not isinstance(value, str) or value not in choices:
             near = difflib.get_close_matches(str(value), choices, n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"choose one of {', '.join(choices)}"
-            raise self.fail(path, f"unknown value {value!r}; {hint}")
+            raise self.fail(path, f"unknown value {short_repr(value)}; {hint}")
         return value
 
     def pair(self, value: Any, path: str, minimum: int = 1) -> tuple[int, int]:
@@ -272,9 +277,9 @@ def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return f"the boolean {str(value).lower()}"
     if isinstance(value, (int, float)):
-        return f"the number {value}"
+        return f"the number {short_repr(value)}"
     if isinstance(value, str):
-        return f"the text {value!r}"
+        return f"the text {short_repr(value)}"
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):
@@ -472,7 +477,7 @@ def _connections(r: _Reader, raw: Any, path: str, channels: int, filters: int):
         if raw not in NAMED_TABLES:
             near = difflib.get_close_matches(raw, tuple(NAMED_TABLES), n=1)
             hint = f"did you mean '{near[0]}'?" if near else f"named tables: {', '.join(NAMED_TABLES)}"
-            raise r.fail(path, f"unknown connection table {raw!r}; {hint}, or give rows like 'X..X'")
+            raise r.fail(path, f"unknown connection table {short_repr(raw)}; {hint}, or give rows like 'X..X'")
         raw = list(NAMED_TABLES[raw])
     if not isinstance(raw, list) or not raw:
         raise r.fail(path, "expected a named table or a list of rows, one per input map, like 'XX..X'")
@@ -480,7 +485,7 @@ def _connections(r: _Reader, raw: Any, path: str, channels: int, filters: int):
     for i, row in enumerate(raw):
         if isinstance(row, str):
             if set(row) - set("X.x"):
-                raise r.fail(f"{path}[{i}]", f"row {row!r} may hold only 'X' (connected) and '.' (not)")
+                raise r.fail(f"{path}[{i}]", f"row {short_repr(row)} may hold only 'X' (connected) and '.' (not)")
             rows.append(tuple(ch in "Xx" for ch in row))
         elif isinstance(row, list) and all(v in (0, 1) and not isinstance(v, float) for v in row):
             rows.append(tuple(bool(v) for v in row))
@@ -519,7 +524,7 @@ def _pool_spec(r: _Reader, pool: Any, path: str, default_name: str):
     if "p" in pool:
         if kind != "lp":
             raise r.fail(f"{path}.p", "p is only for kind: lp")
-        p = r.number(pool["p"], f"{path}.p", low=1.0)
+        p = r.number(pool["p"], f"{path}.p", low=1.0, high=FLOAT32_MAX)  # the kernels compute in float32
     if kind == "lp":
         resolved["p"] = p
     activation = "identity"
@@ -570,11 +575,11 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
 def parse_set_option(text: str) -> tuple[list[str], Any]:
     """`train.momentum=0.95` → (["train", "momentum"], 0.95); the value is read as YAML."""
     if "=" not in text:
-        raise UserError(f"--set {text}: expected key.path=value, e.g. --set train.momentum=0.95")
+        raise UserError(f"--set {short_repr(text)}: expected key.path=value, e.g. --set train.momentum=0.95")
     key, value = text.split("=", 1)
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
-        raise UserError(f"--set {text}: empty key; expected key.path=value, e.g. --set fc.0.units=100")
+        raise UserError(f"--set {short_repr(text)}: empty key; expected key.path=value, e.g. --set fc.0.units=100")
     try:
         parsed = load_yaml(value) if value.strip() else None
     except yaml.YAMLError:
