@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -149,18 +149,28 @@ class Model:
 class TrainedModel:
     model: Model
     config: Config
-    prepare: Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) → the model's float input
+    prepare: Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) or (N, C, H, W) → the model's float input
     source: str
+    dataset: Any = None  # data.registry.DatasetInfo: what it was trained on (old checkpoints: MNIST)
+
+    def class_name(self, index: int) -> str:
+        """The label shown for output unit ``index``: the dataset's class name, else the number."""
+        classes = self.dataset.classes if self.dataset is not None else ()
+        return classes[index] if 0 <= index < len(classes) else str(index)
 
 
 def load_trained(checkpoint: str | Path) -> TrainedModel:
     """A checkpoint's model, rebuilt from the config stored inside it, weights loaded."""
     from .checkpoint import load_checkpoint
     from .config import validate_config
-    from .data import make_preparer
+    from .data import info_from_meta, make_preparer
 
     ckpt = load_checkpoint(checkpoint)
     config = validate_config(ckpt.config, f"{checkpoint} (config.json)")
     model = Model(config)
     model.load_state_dict(ckpt.weights, str(checkpoint))
-    return TrainedModel(model, config, make_preparer(config), str(checkpoint))
+    try:
+        info = info_from_meta(ckpt.meta)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{checkpoint}: damaged dataset record in meta.json ({error}); train again") from None
+    return TrainedModel(model, config, make_preparer(config, info), str(checkpoint), info)

@@ -185,8 +185,9 @@ def default_confusion_path(checkpoint: Path, split: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-confusion-{split}.png")
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path) -> Written:
-    """Counts in every cell, colour = share of the true class (row)."""
+def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path,
+                   names: Optional[Sequence[str]] = None) -> Written:
+    """Counts in every cell, colour = share of the true class (row); axes labelled with the class names."""
     require_matplotlib()
     counts = np.asarray(confusion, dtype=np.int64)
     classes = counts.shape[0]
@@ -198,8 +199,10 @@ def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path) -
     colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     colorbar.set_label("share of the true class")
     ticks = np.arange(classes)
-    ax.set_xticks(ticks, [str(c) for c in ticks])
-    per_class = [f"{c} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{c} (—)" for c in ticks]
+    label = [str(names[c]) if names is not None and c < len(names) else str(c) for c in ticks]
+    long = max(len(t) for t in label) > 2
+    ax.set_xticks(ticks, label, rotation=45 if long else 0, ha="right" if long else "center")
+    per_class = [f"{label[c]} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{label[c]} (—)" for c in ticks]
     ax.set_yticks(ticks, per_class)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (accuracy)")
@@ -275,7 +278,8 @@ def plot_network(model_input: np.ndarray, filters_name: str, filters: list[tuple
 
 
 def run_show(checkpoint: Path, data_dir: Path, split: str = "test", index: int = 0,
-             image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None) -> tuple[Written, str]:
+             image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None,
+             dataset: Optional[str] = None) -> tuple[Written, str]:
     """What `cnn show` does: one digit through the network, drawn; returns the file and a summary line."""
     from .predict import feature_maps, first_conv_filters, load_digit_png, load_images, load_model, read_png
 
@@ -291,16 +295,17 @@ def run_show(checkpoint: Path, data_dir: Path, split: str = "test", index: int =
         digit, notes = load_digit_png(image, inp.height, inp.width)
         what, label = f"{Path(image).name}" + (f" ({'; '.join(notes)})" if notes else ""), None
     else:
-        images, labels = load_images(loaded, data_dir, split, offline)
+        images, labels = load_images(loaded, data_dir, split, offline, dataset)
         if not 0 <= index < len(labels):
             raise UserError(f"--index {index}: the {split} split has {len(labels):,} images (0–{len(labels) - 1:,})")
         digit, label = images[index], int(labels[index])
-        what = f"{split} #{index} (label {label})"
+        what = f"{split} #{index} (label {loaded.class_name(label)})"
     model_input, maps, probs = feature_maps(loaded, digit)
     filters_name, filters = first_conv_filters(loaded)
     guess = int(np.argmax(probs))
-    title = f"{Path(checkpoint).name}: {what} → predicted {guess} ({100 * probs[guess]:.1f}%)"
+    shown = loaded.class_name(guess)
+    title = f"{Path(checkpoint).name}: {what} → predicted {shown} ({100 * probs[guess]:.1f}%)"
     written = plot_network(model_input, filters_name, filters, maps, title, path)
     layers = ", ".join(name for name, _, _ in maps)
     return written, (f"wrote {written.describe()}: {filters_name}'s {len(filters)} filters and the feature maps "
-                     f"of {what} through {layers}; predicted {guess} ({100 * probs[guess]:.1f}%)")
+                     f"of {what} through {layers}; predicted {shown} ({100 * probs[guess]:.1f}%)")

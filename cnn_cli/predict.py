@@ -12,6 +12,7 @@ on black, the model's input size.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -61,11 +62,29 @@ def bar(fraction: float, width: int = 20) -> str:
     return ("█" * full + (BAR_EIGHTHS[rest] if rest else "")).rstrip()
 
 
-def probability_lines(probs: np.ndarray, top: int = TOP, width: int = 20) -> list[str]:
+def class_label(c: int, names: Optional[Sequence[str]] = None) -> str:
+    """Output unit ``c`` as shown: its class name when known (a checkpoint's dataset), else the number."""
+    return str(names[c]) if names is not None and 0 <= c < len(names) else str(int(c))
+
+
+def probability_lines(probs: np.ndarray, top: int = TOP, width: int = 20,
+                      names: Optional[Sequence[str]] = None) -> list[str]:
     """The `top` most probable classes: class, percentage, bar (ties: lower class first)."""
     probs = np.asarray(probs, dtype=np.float64)
     order = np.argsort(-probs, kind="stable")[:top]
-    return [f"{int(c)}  {100 * probs[c]:5.1f}%  {bar(probs[c], width)}".rstrip() for c in order]
+    shown = [class_label(int(c), names) for c in order]
+    pad = max(len(t) for t in shown) if shown else 0
+    return [f"{t.ljust(pad)}  {100 * probs[c]:5.1f}%  {bar(probs[c], width)}".rstrip() for t, c in zip(shown, order)]
+
+
+def drawable(image: np.ndarray) -> np.ndarray:
+    """A 2-D grayscale view of an (H, W) or (C, H, W) image: colour images are drawn by their luminance."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        if image.shape[0] == 3:
+            return np.round(image.astype(np.float64).transpose(1, 2, 0) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+        return image[0]
+    return image
 
 
 def side_by_side(left: Sequence[str], right: Sequence[str], gap: int = 3, top: int = 1) -> list[str]:
@@ -81,18 +100,20 @@ def side_by_side(left: Sequence[str], right: Sequence[str], gap: int = 3, top: i
 
 
 def prediction_panel(image: np.ndarray, probs: np.ndarray, heading: str,
-                     label: Optional[int] = None, threshold: int = 128) -> list[str]:
-    """The framed digit with heading, verdict and top-3 probabilities beside it."""
+                     label: Optional[int] = None, threshold: int = 128,
+                     names: Optional[Sequence[str]] = None) -> list[str]:
+    """The framed image with heading, verdict and top-3 probabilities (class names when given) beside it."""
     probs = np.asarray(probs, dtype=np.float64)
     guess = int(np.argmax(probs))
+    shown = class_label(guess, names)
     if label is None:
-        verdict = f"predicted {guess}"
+        verdict = f"predicted {shown}"
     elif guess == int(label):
-        verdict = f"predicted {guess}  ✓ right"
+        verdict = f"predicted {shown}  ✓ right"
     else:
-        verdict = f"predicted {guess}  ✗ wrong (true {int(label)})"
-    right = [heading, verdict, "", f"top {min(TOP, len(probs))}:", *probability_lines(probs)]
-    return side_by_side(framed(digit_lines(image, threshold)), right)
+        verdict = f"predicted {shown}  ✗ wrong (true {class_label(int(label), names)})"
+    right = [heading, verdict, "", f"top {min(TOP, len(probs))}:", *probability_lines(probs, names=names)]
+    return side_by_side(framed(digit_lines(drawable(image), threshold)), right)
 
 
 # ---------------------------------------------------------------- PNG files → MNIST-like digits
@@ -222,10 +243,13 @@ def load_model(checkpoint: Path):
     return load_trained(checkpoint)
 
 
-def load_images(loaded, data_dir: Path, split: str, offline: bool) -> tuple[np.ndarray, np.ndarray]:
-    from .data import load_split_for
+def load_images(loaded, data_dir: Path, split: str, offline: bool,
+                dataset: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    from .data import check_same_dataset, load_split_for
 
-    return load_split_for(loaded.config, data_dir, split, offline)
+    check_same_dataset(loaded.dataset, dataset, loaded.source)
+    return load_split_for(loaded.config, data_dir, split, offline, info=loaded.dataset,
+                          say=lambda text: print(text, file=sys.stderr))
 
 
 def probabilities(loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
@@ -270,6 +294,7 @@ class PredictRequest:
     image: Optional[Path] = None
     errors: Optional[int] = None
     seed: Optional[int] = None
+    dataset: Optional[str] = None  # --dataset: must be the checkpoint's own
     notes: list[str] = field(default_factory=list)
 
 
@@ -295,12 +320,14 @@ def run_predict(req: PredictRequest) -> list[str]:
                             f"--image only makes grayscale digits")
         digit, notes = load_digit_png(image_path, config.input.height, config.input.width)
         probs = probabilities(loaded, digit[None])[0]
-        lines = prediction_panel(digit, probs, str(image_path))
+        lines = prediction_panel(digit, probs, str(image_path),
+                                 names=loaded.dataset.classes if loaded.dataset is not None else None)
         if notes:
             lines.append("note: " + "; ".join(notes))
         return lines
 
-    images, labels = load_images(loaded, req.data_dir, req.split, req.offline)
+    images, labels = load_images(loaded, req.data_dir, req.split, req.offline, req.dataset)
+    names = loaded.dataset.classes if loaded.dataset is not None else None
     n = len(labels)
     if n == 0:
         raise UserError(f"{req.data_dir}: the {req.split} split has no images")
@@ -310,7 +337,8 @@ def run_predict(req: PredictRequest) -> list[str]:
         if total == 0:
             return [f"no misclassified digits: all {n:,} {req.split} images are right"]
         for i, p in zip(wrong, probs):
-            lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+            lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {class_label(int(labels[i]), names)}",
+                                      int(labels[i]), names=names)
             lines.append("")
         more = f"; showing the first {len(wrong)}" if total > len(wrong) else ""
         lines.append(f"{total:,} of {n:,} {req.split} images misclassified "
@@ -329,7 +357,8 @@ def run_predict(req: PredictRequest) -> list[str]:
     probs = probabilities(loaded, images[chosen])
     right = 0
     for i, p in zip(chosen, probs):
-        lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+        lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {class_label(int(labels[i]), names)}",
+                                  int(labels[i]), names=names)
         right += int(np.argmax(p)) == int(labels[i])
         if len(chosen) > 1:
             lines.append("")

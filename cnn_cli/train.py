@@ -63,6 +63,7 @@ class Dataset:
     val_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    info: Any = None  # data.registry.DatasetInfo: name, class names, statistics (saved in every checkpoint)
 
 
 @dataclass
@@ -85,18 +86,14 @@ class Position:
 # ---------------------------------------------------------------- data
 
 
-def load_dataset(config: Config, data_dir: Path, offline: bool, console=None) -> Dataset:
-    from .data import check_fits_config, load_split, train_val_split
-    from .download import ensure_mnist
+def load_dataset(config: Config, data_dir: Path, offline: bool, console=None, say=None) -> Dataset:
+    from .data import load_training_data, train_val_split
 
-    ensure_mnist(data_dir, offline=offline, console=console)
-    train_images, train_labels = load_split(data_dir, "train")
-    test_images, test_labels = load_split(data_dir, "test")
-    check_fits_config(config, train_images, train_labels, data_dir, "train")
-    check_fits_config(config, test_images, test_labels, data_dir, "test")
+    train_images, train_labels, test_images, test_labels, info = load_training_data(
+        config, data_dir, offline, console=console, say=say)
     train_idx, val_idx = train_val_split(len(train_labels), config.data["val_split"], config.train["seed"])
     return Dataset(train_images[train_idx], train_labels[train_idx], train_images[val_idx],
-                   train_labels[val_idx], test_images, test_labels)
+                   train_labels[val_idx], test_images, test_labels, info)
 
 
 # ---------------------------------------------------------------- run folder
@@ -142,7 +139,7 @@ class Trainer:
         self.reporter = reporter
         self.model = Model(config)
         self.optimizer = make_optimizer(self.train_cfg, [(n, p) for n, p, _ in self.model.parameters()])
-        self.prepare = make_preparer(config)
+        self.prepare = make_preparer(config, dataset.info)
         self.rng = np.random.default_rng(self.train_cfg["seed"])
         self.position = Position(rng_state=self.rng.bit_generator.state)
         self.interrupted = False
@@ -165,6 +162,8 @@ class Trainer:
         path = self.run_dir / name
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
+        if self.data.info is not None:
+            meta["dataset"] = self.data.info.to_json()
         try:
             save_checkpoint(path, self.model.state_dict(), self.optimizer.state_dict(), self.config.resolved, meta)
         except OSError as error:
@@ -285,6 +284,7 @@ class Trainer:
         history = self.position.history
         summary = {
             "config": self.config.name,
+            "dataset": self.data.info.name if self.data.info is not None else None,
             "test_accuracy": test.accuracy,
             "test_loss": test.loss,
             "test_samples": test.samples,
@@ -324,7 +324,7 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
             raise UserError(f"--threads {options.threads}: must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                             f"(the cores numba may use)")
         numba.set_num_threads(options.threads)
-    dataset = load_dataset(config, options.data_dir, options.offline, reporter.console)
+    dataset = load_dataset(config, options.data_dir, options.offline, reporter.console, say=reporter.message)
     if options.resume is not None:
         run_dir = Path(options.run_dir or Path(options.resume).parent)
     else:
