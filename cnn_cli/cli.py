@@ -113,7 +113,7 @@ def download(
     note = f"; {len(unofficial)} not the official {spec.title} (accepted with --no-verify)" if unofficial else ""
     print(f"{spec.title} ready in {folder}: {fetched} fetched, {len(results) - fetched} already present{note}")
 
-CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet)."
+CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet, fashion-lenet5, cifar10)."
 
 
 @app.command()

@@ -49,7 +49,7 @@ def read_cifar10(path: Union[Path, str], split: str, *, name: Optional[str] = No
     if split not in MEMBERS:
         raise UserError(f"split must be 'train' or 'test', not {split!r}")
     try:
-        with tarfile.open(path, "r:*") as archive:
+        with tarfile.open(path, "r:gz") as archive:
             infos = [_member(archive, member, display) for member in MEMBERS[split]]
             # One array for the whole split, filled member by member: the 50,000
             # training images never exist twice in memory.
@@ -68,7 +68,8 @@ def read_cifar10(path: Union[Path, str], split: str, *, name: Optional[str] = No
     except IsADirectoryError:
         raise UserError(f"{display}: is a folder, not cifar-10-binary.tar.gz") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise UserError(f"{display}: not a readable tar.gz archive ({error}); the file is truncated or "
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{display}: not a readable tar.gz archive ({why}); the file is truncated or "
                         f"corrupt, {_REFETCH}") from None
     return images, labels
 
