@@ -151,9 +151,12 @@ class Conv2D(Layer):
         (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
         weight = self.params["weight"]
         fh, fw = self.spec.kernel
+        # Kept columns come in the forward pass's chunks; recomputed ones may take wider chunks.
+        chunk = self.gemm_chunk if self._cache_cols.shape[0] else gemm_k.backward_chunk_images(
+            self.in_shape[0] * fh * fw, self.out_shape[1] * self.out_shape[2])
         dx, dw, db = gemm_k.conv_gemm_backward(
             dy, self._cache_y, self._cache_argmax, self._cache_x, self._cache_w2, self._cache_cols,
-            fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act, self.need_dx, self.gemm_chunk,
+            fh, fw, sh, sw, top, left, self.out_shape[1], self.out_shape[2], self.act, self.need_dx, chunk,
         )
         if self._dense_at is not None:
             dw = conv_k.connected_weights(dw, self._dense_at, weight.shape)

@@ -60,6 +60,22 @@ def chunk_images(R, P):
     return max(1, CHUNK_ELEMENTS // (R * P))
 
 
+# Backward chunks without kept columns span at least this many output positions.
+# Deep layers have long columns (R = C·Fh·Fw) on small maps, so the cache rule
+# gives one image per chunk, and every chunk writes its own (R, K) weight-
+# gradient slot: cifar10's conv6 (R = 1152, P = 64) wrote 64 slots of 147k
+# numbers per batch of 64 and multiplied with an inner dimension of 64. Four
+# images per chunk halved its backward (one thread, same-run interleaved
+# timings, chunks of 1/2/4/8 images); forward stays at the cache rule, which
+# was best there. LeNet-5's layers already have chunk·P ≥ 400: unchanged.
+MIN_BACKWARD_POSITIONS = 256
+
+
+def backward_chunk_images(R, P):
+    """Images per chunk of a backward pass that recomputes its columns (none kept)."""
+    return max(chunk_images(R, P), -(-MIN_BACKWARD_POSITIONS // P))
+
+
 @njit(cache=True, error_model="numpy")
 def _tap_ranges(f, out_n, in_n, s, p):
     """For each tap m < f, the output positions [lo[m], hi[m]) whose tap m lands on a
@@ -466,12 +482,22 @@ def _conv_gemm_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, fh, fw, sh
                                                             fh, fw, sh, sw, pt, pl, oh, ow, row_lo, row_hi, col_lo,
                                                             col_hi, act, chunk, need_dx, fused))
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
-    # Numba's shape-mismatch error path, seconds of compile for nothing.
-    dw = np.zeros((K, R), dtype=x.dtype)
+    # Numba's shape-mismatch error path, seconds of compile for nothing. The
+    # slots are summed in their own (R, K) layout, contiguous and vectorised, and
+    # transposed once at the end: summing straight into (K, R) read every slot
+    # with a stride of K, which for deep layers (conv6 of cifar10: 64 slots of
+    # 1152×128) cost more than the products. Same additions in the same order.
+    acc = np.zeros(R * K, dtype=x.dtype)
+    flat = dw_parts.reshape((chunks, R * K))
     dbias = np.zeros(K, dtype=x.dtype)
     for ch in range(chunks):
+        part = flat[ch]
+        for i in range(R * K):
+            acc[i] += part[i]
         for k in range(K):
             dbias[k] += db_parts[ch, k]
-            for r in range(R):
-                dw[k, r] += dw_parts[ch, r, k]
+    dw = np.empty((K, R), dtype=x.dtype)
+    for r in range(R):
+        for k in range(K):
+            dw[k, r] = acc[r * K + k]
     return dx, dw, dbias
