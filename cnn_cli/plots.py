@@ -193,14 +193,15 @@ def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path,
     classes = counts.shape[0]
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
-    fig = _new_figure(CONFUSION_SIZE)
-    ax = fig.add_axes([0.16, 0.1, 0.7, 0.78])
-    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
-    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    colorbar.set_label("share of the true class")
     ticks = np.arange(classes)
     label = [str(names[c]) if names is not None and c < len(names) else str(c) for c in ticks]
     long = max(len(t) for t in label) > 2
+    fig = _new_figure(CONFUSION_SIZE)
+    # Class names need room: a wider left margin for the rows, a taller bottom one for the slanted columns.
+    ax = fig.add_axes([0.26, 0.2, 0.6, 0.7] if long else [0.16, 0.1, 0.7, 0.78])
+    image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    colorbar.set_label("share of the true class")
     ax.set_xticks(ticks, label, rotation=45 if long else 0, ha="right" if long else "center")
     per_class = [f"{label[c]} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{label[c]} (—)" for c in ticks]
     ax.set_yticks(ticks, per_class)
