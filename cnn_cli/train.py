@@ -324,6 +324,8 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
             raise UserError(f"--threads {options.threads}: must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                             f"(the cores numba may use)")
         numba.set_num_threads(options.threads)
+    if options.resume is not None:  # before loading (maybe downloading) data the checkpoint cannot continue on
+        check_resume_compatible(config, load_checkpoint(options.resume).config, Path(options.resume))
     dataset = load_dataset(config, options.data_dir, options.offline, reporter.console, say=reporter.message)
     if options.resume is not None:
         run_dir = Path(options.run_dir or Path(options.resume).parent)
@@ -364,12 +366,14 @@ def check_run_dir(run_dir: Path, resuming: bool) -> None:
 
 # Settings a resumed run must share with the run it continues: they fix the
 # train/validation split, the shuffling and what a saved batch position means.
-RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"))
+RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"), ("data", "dataset"))
+SAVED_DEFAULTS = {("data", "dataset"): "mnist"}  # checkpoints written before the key existed
 
 
 def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
     for section, key in RESUME_INVARIANTS:
-        before, now = saved.get(section, {}).get(key), config.resolved[section][key]
+        before = saved.get(section, {}).get(key, SAVED_DEFAULTS.get((section, key)))
+        now = config.resolved[section][key]
         if before != now:
             raise UserError(f"{path}: was trained with {section}.{key} = {before}, not {now}; resuming with another "
                             f"value would change the data order or split — keep {before}, or start a new run")

@@ -284,3 +284,10 @@ def test_checkpoint_without_dataset_loads_as_mnist(fashion_run, tmp_path):
     trained = load_trained(tmp_path / "old.npz")
     assert trained.dataset.name == "mnist" and trained.dataset.classes == tuple(str(d) for d in range(10))
     assert trained.config.data["dataset"] == "mnist" and trained.class_name(7) == "7"
+
+
+def test_resume_on_another_dataset_is_refused(fashion_run, tmp_path):
+    root, run = fashion_run
+    result = runner.invoke(app, ["train", "--resume", str(run / "last.npz"), "--set", "data.dataset=mnist",
+                                 "--data-dir", str(root), "--offline", "--quiet"])
+    one_error_line(result, "data.dataset = fashion-mnist, not mnist")
