@@ -235,30 +235,9 @@ def download_files(tables: _Tables, data_dir: Path, mirrors: Sequence[str] = (),
                 results[name] = present
                 continue
             size_hint = files[name].size if want == files[name].md5 else None
-            tried: list[str] = []
-            fetched = None
-            for i, mirror in enumerate(mirror_list):
-                where = mirror.location(name)
-                last = i == len(mirror_list) - 1
-                if mirror.base in unreachable:
-                    tried.append(f"{mirror.text} (skipped: {unreachable[mirror.base]} for an earlier file)")
-                    continue
-                rep.say(f"{name}: fetching {where}")
-                try:
-                    fetched = fetch.fetch_one(mirror, name, final, want, verify, rep, timeout, size_hint, problem)
-                except fetch.MirrorFailed as failure:
-                    rep.done(ok=False)
-                    rep.say(f"{name}: {where} failed: {failure.reason}" + ("" if last else "; trying the next mirror"))
-                    tried.append(f"{where} ({failure.short})")
-                    any_mismatch |= failure.mismatch
-                    if failure.unreachable:
-                        unreachable[mirror.base] = failure.reason
-                    continue
-                except fetch.WriteFailed as error:
-                    rep.done(ok=False)
-                    raise UserError(f"cannot write {final}: {error}; free some space or pass another --data-dir") from None
-                rep.done(ok=True)
-                break
+            fetched, where, tried, mismatch = _from_mirrors(mirror_list, unreachable, name, final, want, verify, rep,
+                                                            timeout, size_hint, problem)
+            any_mismatch |= mismatch
             if fetched is None:
                 failures.append(f"{name}: " + ("; ".join(tried) if tried else "no mirror given"))
                 continue
@@ -281,6 +260,37 @@ def download_files(tables: _Tables, data_dir: Path, mirrors: Sequence[str] = (),
             f"or add --mirror URL|FOLDER{hint}"
         )
     return results
+
+
+def _from_mirrors(mirror_list, unreachable: dict, name: str, final: Path, want: str, verify: bool, rep, timeout,
+                  size_hint, problem):
+    """Try each mirror in turn for one file: ((md5, bytes) or None, where from, what was tried, any MD5 mismatch).
+    A mirror whose host is unreachable goes into ``unreachable`` and is skipped for the later files."""
+    tried: list[str] = []
+    mismatch = False
+    for i, mirror in enumerate(mirror_list):
+        where = mirror.location(name)
+        last = i == len(mirror_list) - 1
+        if mirror.base in unreachable:
+            tried.append(f"{mirror.text} (skipped: {unreachable[mirror.base]} for an earlier file)")
+            continue
+        rep.say(f"{name}: fetching {where}")
+        try:
+            fetched = fetch.fetch_one(mirror, name, final, want, verify, rep, timeout, size_hint, problem)
+        except fetch.MirrorFailed as failure:
+            rep.done(ok=False)
+            rep.say(f"{name}: {where} failed: {failure.reason}" + ("" if last else "; trying the next mirror"))
+            tried.append(f"{where} ({failure.short})")
+            mismatch |= failure.mismatch
+            if failure.unreachable:
+                unreachable[mirror.base] = failure.reason
+            continue
+        except fetch.WriteFailed as error:
+            rep.done(ok=False)
+            raise UserError(f"cannot write {final}: {error}; free some space or pass another --data-dir") from None
+        rep.done(ok=True)
+        return fetched, where, tried, mismatch
+    return None, None, tried, mismatch
 
 
 def _present(final: Path, name: str, want: str, force: bool, verify: bool, rep, problem) -> Optional[FetchResult]:
