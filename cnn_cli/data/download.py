@@ -29,7 +29,6 @@ No NumPy or numba at import time; the structure checks import them lazily.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,11 +97,9 @@ def missing_files(data_dir: Union[Path, str], names: Optional[Iterable[str]] = N
 
 
 def md5_of(path: Union[Path, str]) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    import pooch
+
+    return pooch.file_hash(str(path), alg="md5")
 
 
 # --------------------------------------------------------------------------- tables
