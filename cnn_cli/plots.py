@@ -282,18 +282,15 @@ def run_show(checkpoint: Path, data_dir: Path, split: str = "test", index: int =
              image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None,
              dataset: Optional[str] = None) -> tuple[Written, str]:
     """What `cnn show` does: one digit through the network, drawn; returns the file and a summary line."""
-    from .predict import feature_maps, first_conv_filters, load_digit_png, load_images, load_model, read_png
+    from .predict import feature_maps, first_conv_filters, load_images, load_model, load_own_image
 
     require_matplotlib()
     path = output_path(out, default_show_path(checkpoint))
-    if image is not None:
-        read_png(image)  # a bad file fails before the model is built
+    if image is not None and not Path(image).is_file():  # fails before the model is built
+        raise UserError(f"{image}: no such image file; give the path of a PNG")
     loaded = load_model(checkpoint)
     if image is not None:
-        inp = loaded.config.input
-        if inp.channels != 1:
-            raise UserError(f"{checkpoint}: the model takes {inp.channels}-channel images; --image makes grayscale digits")
-        digit, notes = load_digit_png(image, inp.height, inp.width)
+        digit, notes = load_own_image(loaded, Path(image))
         what, label = f"{Path(image).name}" + (f" ({'; '.join(notes)})" if notes else ""), None
     else:
         images, labels = load_images(loaded, data_dir, split, offline, dataset)

@@ -243,6 +243,27 @@ def load_model(checkpoint: Path):
     return load_trained(checkpoint)
 
 
+PHOTO_DATASETS = ("cifar10", "folder")  # --image converts like their loader, not into an MNIST-like digit
+
+
+def load_own_image(loaded, path: Path) -> tuple[np.ndarray, list[str]]:
+    """(uint8 image the model takes, notes) for --image: an MNIST-like digit for the digit and
+    clothing datasets; for photo datasets (cifar10, folder) what their loader would have made of it."""
+    inp = loaded.config.input
+    name = loaded.dataset.name if loaded.dataset is not None else "mnist"
+    if name in PHOTO_DATASETS:
+        from .data.folder import read_image
+
+        fit = loaded.config.data.get("fit", "pad") if name == "folder" else "resize"
+        image = read_image(path, inp.channels, inp.height, inp.width, fit)
+        return image, [f"read as {inp.channels}×{inp.height}×{inp.width} ({'resized' if fit == 'resize' else 'padded'})"]
+    if inp.channels != 1:
+        raise UserError(f"{loaded.source}: the model takes {inp.channels}-channel images; "
+                        f"--image only makes grayscale digits")
+    read_png(path)
+    return load_digit_png(path, inp.height, inp.width)
+
+
 def load_images(loaded, data_dir: Path, split: str, offline: bool,
                 dataset: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     from .data import check_same_dataset, load_split_for
@@ -311,14 +332,11 @@ def run_predict(req: PredictRequest) -> list[str]:
     mode = choose_mode(req)
     if mode == "--image":
         image_path = Path(req.image)
-        read_png(image_path)  # a bad file fails before the model is built
+        if not image_path.is_file():  # fails before the model is built
+            raise UserError(f"{image_path}: no such image file; give the path of a PNG")
     loaded = load_model(req.checkpoint)
-    config = loaded.config
     if mode == "--image":
-        if config.input.channels != 1:
-            raise UserError(f"{req.checkpoint}: the model takes {config.input.channels}-channel images; "
-                            f"--image only makes grayscale digits")
-        digit, notes = load_digit_png(image_path, config.input.height, config.input.width)
+        digit, notes = load_own_image(loaded, image_path)
         probs = probabilities(loaded, digit[None])[0]
         lines = prediction_panel(digit, probs, str(image_path),
                                  names=loaded.dataset.classes if loaded.dataset is not None else None)

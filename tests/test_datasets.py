@@ -291,3 +291,14 @@ def test_resume_on_another_dataset_is_refused(fashion_run, tmp_path):
     result = runner.invoke(app, ["train", "--resume", str(run / "last.npz"), "--set", "data.dataset=mnist",
                                  "--data-dir", str(root), "--offline", "--quiet"])
     one_error_line(result, "data.dataset = fashion-mnist, not mnist")
+
+
+def test_cifar_predict_your_own_photo_resized(cifar_run, tmp_path):
+    Image = pytest.importorskip("PIL.Image", reason="--image on a photo dataset reads it with Pillow")
+    _, run = cifar_run
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3)).astype(np.uint8), "RGB").save(photo)
+    result = runner.invoke(app, ["predict", str(run / "best.npz"), "--image", str(photo)])
+    assert result.exit_code == 0, result.output
+    assert "note: read as 3×32×32 (resized)" in result.stdout
+    assert sum(name in result.stdout for name in CIFAR_NAMES) >= 3

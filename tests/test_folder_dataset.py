@@ -182,3 +182,23 @@ def test_scan_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="is a file"):
         (tmp_path / "f").write_text("x")
         scan_folder(tmp_path / "f", 0.2)
+
+
+def test_predict_and_show_your_own_photo_like_the_folder_loader(pets_run, tmp_path):
+    root, run, _ = pets_run
+    photo = next((root / "owl").glob("*.jpg"))
+    shown = runner.invoke(app, ["predict", str(run / "best.npz"), "--image", str(photo)])
+    assert shown.exit_code == 0, shown.output
+    assert "note: read as 3×16×16 (padded)" in shown.stdout and "owl" in shown.stdout
+    too_big = tmp_path / "big.png"
+    Image.new("RGB", (40, 30)).save(too_big)
+    one_error_line(runner.invoke(app, ["predict", str(run / "best.npz"), "--image", str(too_big)]),
+                   str(too_big), "40×30", "data.fit: resize")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("hello")
+    one_error_line(runner.invoke(app, ["predict", str(run / "best.npz"), "--image", str(not_image)]),
+                   "Pillow cannot read it as an image")
+    pytest.importorskip("matplotlib")
+    drawn = runner.invoke(app, ["show", str(run / "best.npz"), "--image", str(photo), "--out", str(tmp_path / "s.png")])
+    assert drawn.exit_code == 0, drawn.output
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import UserError
 
-__all__ = ["FolderImages", "scan_folder", "load_folder_split", "channel_stats", "require_pillow"]
+__all__ = ["FolderImages", "scan_folder", "load_folder_split", "channel_stats", "require_pillow", "read_image"]
 
 SPLIT_SEED = 0  # the held-out test files are the same for train and eval, whatever train.seed is
 INSTALL = "pip install 'cnn-cli[images]' (or pip install pillow)"
@@ -162,6 +162,22 @@ def load_folder_split(scan: FolderScan, split: str, channels: int, height: int, 
         raise UserError(f"data.folder {scan.root}: none of the {len(scan.files[split]):,} {split} files could be "
                         f"read as an image (e.g. {skipped[0] if skipped else 'none'})")
     return FolderImages(np.stack(images), np.asarray(labels, dtype=np.int64), scan.classes, skipped)
+
+
+def read_image(path, channels: int, height: int, width: int, fit: str) -> np.ndarray:
+    """One PNG/JPEG of your own as a training image of the folder loader: uint8 (H, W) or (C, H, W)."""
+    Image = require_pillow()
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file; give the path of a PNG or JPEG")
+    try:
+        with Image.open(path) as opened:
+            converted = opened.convert("L" if channels == 1 else "RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise UserError(f"{path}: Pillow cannot read it as an image ({str(error).splitlines()[0] if str(error) else type(error).__name__}); "
+                        f"give a PNG or JPEG") from None
+    pixels = _fit(converted, height, width, fit, Image, path)
+    return pixels if channels == 1 else np.moveaxis(pixels, 2, 0)
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
