@@ -297,7 +297,7 @@ def predict(
     index: Optional[int] = typer.Option(None, "--index", min=0, metavar="N", help="Show digit N of the split (the default: N = 0)."),
     random_: Optional[int] = typer.Option(None, "--random", min=1, metavar="K", help="Show K random digits of the split."),
     image: Optional[Path] = typer.Option(
-        None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
+        None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow); a PNG/JPEG photo for cifar10 and folder checkpoints (Pillow)."
     ),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="K", help="Show the first K misclassified digits of the split."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for --random (default: a fresh one, printed)."),
