@@ -12,8 +12,8 @@ import sys
 import numpy as np
 
 from cnn_cli.data import load_split
-from cnn_cli.mnist_style import area_resize, ink_box, mnist_style
-from cnn_cli.nn.model import load_trained
+from cnn_cli.data.mnist_style import area_resize, ink_box, mnist_style
+from cnn_cli.commands.trained import load_trained
 from cnn_cli.commands.predict import probabilities
 
 

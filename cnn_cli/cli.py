@@ -100,7 +100,23 @@ def _one_line(text: str) -> None:
     print(" ".join(text.splitlines()), file=sys.stderr)
 
 
-DATA_DIR_HELP = "Folder holding the MNIST files (default: $CNN_DATA_DIR, else ./data)."
+DATA_DIR_HELP = ("Data folder (default: $CNN_DATA_DIR, else ./data): MNIST's files in it, other datasets' "
+                 "in DIR/<dataset>/.")
+DATASET_HELP = "mnist, fashion-mnist, kmnist, cifar10 or folder (overrides data.dataset)."
+CKPT_DATASET_HELP = "The dataset the checkpoint was trained on (it knows it: only checked, a mismatch is refused)."
+
+
+def dataset_option(help_text: str = CKPT_DATASET_HELP):
+    return typer.Option(None, "--dataset", metavar="NAME", help=help_text)
+
+
+def checked_dataset(name: Optional[str]) -> Optional[str]:
+    """--dataset NAME as its registry key; an unknown name is one line with the nearest one."""
+    if name is None:
+        return None
+    from .spec.datasets import get_dataset
+
+    return get_dataset(name).name
 
 
 @app.command()
@@ -117,18 +133,22 @@ def download(
     timeout: float = typer.Option(
         30.0, "--timeout", min=0.1, help="Seconds to wait for a connection and for each read before trying the next mirror."
     ),
+    dataset: str = typer.Option("mnist", "--dataset", metavar="NAME", help="mnist, fashion-mnist, kmnist or cifar10."),
 ):
-    """Fetch the four MNIST files, check their MD5s and store them atomically."""
-    from .download import download_mnist, resolve_data_dir
+    """Fetch a dataset's official files (MNIST by default), check their MD5s and store them atomically."""
+    from .data.download import download_dataset, resolve_data_dir
+    from .spec.datasets import dataset_dir, get_dataset
 
-    folder = resolve_data_dir(data_dir)
-    results = download_mnist(folder, mirrors=mirror, force=force, verify=not no_verify, timeout=timeout)
+    spec = get_dataset(dataset)
+    folder = dataset_dir(resolve_data_dir(data_dir), spec.name)
+    results = download_dataset(spec.name, resolve_data_dir(data_dir), mirrors=mirror, force=force,
+                               verify=not no_verify, timeout=timeout)
     fetched = sum(r.status == "fetched" for r in results.values())
     unofficial = [r.name for r in results.values() if not r.verified]
-    note = f"; {len(unofficial)} not the official MNIST (accepted with --no-verify)" if unofficial else ""
-    print(f"MNIST ready in {folder}: {fetched} fetched, {len(results) - fetched} already present{note}")
+    note = f"; {len(unofficial)} not the official {spec.title} (accepted with --no-verify)" if unofficial else ""
+    print(f"{spec.title} ready in {folder}: {fetched} fetched, {len(results) - fetched} already present{note}")
 
-CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet)."
+CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet, fashion-lenet5, cifar10)."
 
 
 @app.command()
@@ -145,8 +165,9 @@ def train(
     threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (default: all cores)."),
     set_: List[str] = typer.Option([], "--set", help="Override any config field: key.path=value (e.g. train.momentum=0.95, fc.0.units=100); repeatable."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (last.npz) where it stopped."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if the dataset's files are missing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
+    dataset: Optional[str] = dataset_option(DATASET_HELP),
 ):
     """Train a network; writes config.yaml, metrics.csv, last.npz, best.npz and summary.json to the run folder."""
     import signal
@@ -157,7 +178,7 @@ def train(
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline,
-               quiet)
+               quiet, dataset)
     except (KeyboardInterrupt, Terminated) as stop:
         from .lastresort import current_run_dir
 
@@ -166,13 +187,16 @@ def train(
         signal.signal(signal.SIGTERM, previous)
 
 
-def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline, quiet):
+def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline, quiet,
+           dataset):
     from .spec.config import load_config, parse_set_option
-    from .download import resolve_data_dir
+    from .data.download import resolve_data_dir
     from .commands.progress import make_reporter
     from .commands.train import TrainingInterrupted, TrainOptions, config_for_resume, prepare_run
 
     sets = [parse_set_option(text) for text in set_]
+    if dataset is not None:
+        sets.append((["data", "dataset"], checked_dataset(dataset)))
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
                        ("optimizer", optimizer), ("seed", seed)):
         if value is not None:
@@ -214,20 +238,22 @@ def eval_(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
     json_out: bool = typer.Option(False, "--json", help="Print the figures as JSON."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if the dataset's files are missing."),
     plot: bool = typer.Option(
         False, "--plot", help="Also write the confusion matrix as a PNG beside the checkpoint (<name>-confusion-<split>.png; needs matplotlib)."
     ),
+    dataset: Optional[str] = dataset_option(),
 ):
     """Accuracy, loss, per-class accuracy and the confusion matrix of a checkpoint."""
     import json
 
-    from .download import resolve_data_dir
+    from .data.download import resolve_data_dir
     from .commands.evaluate import evaluate_checkpoint
     from .commands.render import print_evaluation
 
     if split not in ("test", "train"):
         raise UserError(f"--split {split}: choose test or train")
+    dataset = checked_dataset(dataset)
     if plot:
         from .nn.checkpoint import require_checkpoint_file
         from .commands.plot import default_confusion_path, output_path, plot_confusion, require_matplotlib
@@ -235,7 +261,7 @@ def eval_(
         require_checkpoint_file(checkpoint)
         require_matplotlib()  # fail before evaluating
         figure_path = output_path(None, default_confusion_path(checkpoint, split))
-    result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline)
+    result = evaluate_checkpoint(checkpoint, resolve_data_dir(data_dir), split, offline, dataset)
     if json_out:
         print(json.dumps(result.to_json()))
     else:
@@ -243,7 +269,7 @@ def eval_(
     if plot:
         title = (f"{checkpoint} on the {split} split: accuracy {100 * result.accuracy:.2f}% "
                  f"({result.samples:,} images)")
-        written = plot_confusion(result.confusion, title, figure_path)
+        written = plot_confusion(result.confusion, title, figure_path, result.class_names())
         print(f"confusion matrix: {written.describe()}", file=sys.stderr if json_out else sys.stdout)
 
 
@@ -397,20 +423,22 @@ def predict(
     index: Optional[int] = typer.Option(None, "--index", min=0, metavar="N", help="Show digit N of the split (the default: N = 0)."),
     random_: Optional[int] = typer.Option(None, "--random", min=1, metavar="K", help="Show K random digits of the split."),
     image: Optional[Path] = typer.Option(
-        None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow)."
+        None, "--image", metavar="FILE.png", help="Classify your own PNG: any size, dark-on-light or light-on-dark (needs matplotlib or Pillow); a PNG/JPEG photo for cifar10 and folder checkpoints (Pillow)."
     ),
     errors: Optional[int] = typer.Option(None, "--errors", min=1, metavar="K", help="Show the first K misclassified digits of the split."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Seed for --random (default: a fresh one, printed)."),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if the dataset's files are missing."),
+    dataset: Optional[str] = dataset_option(),
 ):
-    """Draw digits in the terminal beside the checkpoint's top-3 probabilities."""
-    from .download import resolve_data_dir
+    """Draw images in the terminal beside the checkpoint's top-3 classes and probabilities."""
+    from .data.download import resolve_data_dir
     from .commands.predict import PredictRequest, run_predict
 
     request = PredictRequest(checkpoint=checkpoint, data_dir=resolve_data_dir(data_dir), split=split,
-                             offline=offline, index=index, random=random_, image=image, errors=errors, seed=seed)
+                             offline=offline, index=index, random=random_, image=image, errors=errors, seed=seed,
+                             dataset=checked_dataset(dataset))
     print("\n".join(run_predict(request)))
 
 
@@ -438,13 +466,15 @@ def show(
     ),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     split: str = typer.Option("test", "--split", help="test or train."),
-    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if the dataset's files are missing."),
+    dataset: Optional[str] = dataset_option(),
 ):
     """The first conv layer's filters and one digit's feature maps through every conv and pool layer, as a PNG."""
-    from .download import resolve_data_dir
+    from .data.download import resolve_data_dir
     from .commands.plot import run_show
 
-    _, summary = run_show(checkpoint, resolve_data_dir(data_dir), split, index, image, offline, out)
+    _, summary = run_show(checkpoint, resolve_data_dir(data_dir), split, index, image, offline, out,
+                          checked_dataset(dataset))
     print(summary)
 
 
@@ -471,7 +501,7 @@ def serve(
 ):
     """A local page: draw a digit, see the top-3 probabilities, the MNIST-style preprocessing and every feature map."""
     from .commands.serve import run_serve
-    from .download import resolve_data_dir
+    from .data.download import resolve_data_dir
 
     run_serve(checkpoint, host, port, resolve_data_dir(data_dir))
 

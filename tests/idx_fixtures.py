@@ -13,7 +13,7 @@ With ``pattern=False`` images are pure noise and labels random (not learnable).
 
 The returned ``MnistFolder.md5`` maps each file name to its MD5, ready for
 ``download_mnist(..., expected=info.md5)``; ``MnistFolder.official_files()``
-returns a replacement for ``cnn_cli.download.OFFICIAL_FILES`` (for CLI tests
+returns a replacement for ``cnn_cli.data.download.OFFICIAL_FILES`` (for CLI tests
 via ``monkeypatch.setattr``).
 """
 
@@ -131,10 +131,10 @@ class MnistFolder:
     paths: Dict[str, Path] = field(default_factory=dict)
 
     def official_files(self):
-        """A stand-in for ``cnn_cli.download.OFFICIAL_FILES`` with this folder's MD5s and sizes."""
+        """A stand-in for ``cnn_cli.data.download.OFFICIAL_FILES`` with this folder's MD5s and sizes."""
         from dataclasses import replace
 
-        from cnn_cli.download import OFFICIAL_FILES
+        from cnn_cli.data.download import OFFICIAL_FILES
 
         return {n: replace(f, md5=self.md5[n], size=self.size[n]) for n, f in OFFICIAL_FILES.items()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -20,10 +21,20 @@ class Evaluation:
     samples: int
     per_class: list[float]  # accuracy per true class (NaN-free: 0 when a class is absent)
     confusion: list[list[int]]  # confusion[true][predicted]
+    dataset: Optional[str] = None  # what the checkpoint was trained on (eval_checkpoint fills these two)
+    classes: Optional[list[str]] = None  # the name of each class, in label order
+
+    def class_names(self) -> list[str]:
+        n = len(self.per_class)
+        given = list(self.classes or [])
+        return [given[c] if c < len(given) else str(c) for c in range(n)]
 
     def to_json(self) -> dict:
-        return {"accuracy": self.accuracy, "loss": self.loss, "samples": self.samples,
-                "per_class": self.per_class, "confusion": self.confusion}
+        out = {"accuracy": self.accuracy, "loss": self.loss, "samples": self.samples,
+               "per_class": self.per_class, "confusion": self.confusion}
+        if self.dataset is not None:
+            out.update(dataset=self.dataset, classes=self.class_names())
+        return out
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, prepare, batch_size: int = EVAL_BATCH) -> Evaluation:
@@ -50,15 +61,21 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, prepare, batch_size:
     )
 
 
-def evaluate_checkpoint(path, data_dir, split: str, offline: bool) -> Evaluation:
-    """Load a checkpoint, rebuild its model from the config inside, score one split."""
-    from ..data import load_split_for
-    from ..nn.model import load_trained
+def evaluate_checkpoint(path, data_dir, split: str, offline: bool, dataset: Optional[str] = None) -> Evaluation:
+    """Load a checkpoint, rebuild its model from the config inside, score one split of its own dataset.
+
+    ``dataset`` (--dataset) must name the dataset the checkpoint was trained on, else it is refused."""
+    from ..data import check_same_dataset, load_split_for
+    from .trained import load_trained
 
     trained = load_trained(path)
-    images, labels = load_split_for(trained.config, data_dir, split, offline)
+    check_same_dataset(trained.dataset, dataset, path)
+    images, labels = load_split_for(trained.config, data_dir, split, offline, info=trained.dataset,
+                                    say=lambda text: print(text, file=sys.stderr, flush=True))
     with compile_notice(lambda text: print(text, file=sys.stderr, flush=True)):
         # One image through every kernel first: loaded from Numba's cache, or
         # compiled (then said on stderr, which --json leaves alone).
         softmax_cross_entropy(trained.model.forward(trained.prepare(images[:1])), labels[:1])
-    return evaluate(trained.model, images, labels, trained.prepare)
+    result = evaluate(trained.model, images, labels, trained.prepare)
+    result.dataset, result.classes = trained.dataset.name, list(trained.dataset.classes)
+    return result

@@ -81,7 +81,7 @@ def export_onnx(checkpoint: Path, path: Path) -> Exported:
 def export_torch(checkpoint: Path, path: Path) -> Exported:
     import torch
 
-    from ..nn.model import load_trained
+    from .trained import load_trained
     from ..reference.torch_model import build_torch_model, copy_weights
 
     loaded = load_trained(checkpoint)

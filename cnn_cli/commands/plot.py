@@ -210,21 +210,25 @@ def default_confusion_path(checkpoint: Path, split: str) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}-confusion-{split}.png")
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path) -> Written:
-    """Counts in every cell, colour = share of the true class (row)."""
+def plot_confusion(confusion: Sequence[Sequence[int]], title: str, path: Path,
+                   names: Optional[Sequence[str]] = None) -> Written:
+    """Counts in every cell, colour = share of the true class (row); axes labelled with the class names."""
     require_matplotlib()
     counts = np.asarray(confusion, dtype=np.int64)
     classes = counts.shape[0]
     totals = counts.sum(axis=1, keepdims=True)
     rates = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    ticks = np.arange(classes)
+    label = [str(names[c]) if names is not None and c < len(names) else str(c) for c in ticks]
+    long = max(len(t) for t in label) > 2
     fig = _new_figure(CONFUSION_SIZE)
-    ax = fig.add_axes([0.16, 0.1, 0.7, 0.78])
+    # Class names need room: a wider left margin for the rows, a taller bottom one for the slanted columns.
+    ax = fig.add_axes([0.26, 0.2, 0.6, 0.7] if long else [0.16, 0.1, 0.7, 0.78])
     image = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
     colorbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     colorbar.set_label("share of the true class")
-    ticks = np.arange(classes)
-    ax.set_xticks(ticks, [str(c) for c in ticks])
-    per_class = [f"{c} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{c} (—)" for c in ticks]
+    ax.set_xticks(ticks, label, rotation=45 if long else 0, ha="right" if long else "center")
+    per_class = [f"{label[c]} ({100 * rates[c, c]:.0f}%)" if totals[c, 0] else f"{label[c]} (—)" for c in ticks]
     ax.set_yticks(ticks, per_class)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (accuracy)")
@@ -300,32 +304,31 @@ def plot_network(model_input: np.ndarray, filters_name: str, filters: list[tuple
 
 
 def run_show(checkpoint: Path, data_dir: Path, split: str = "test", index: int = 0,
-             image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None) -> tuple[Written, str]:
+             image: Optional[Path] = None, offline: bool = False, out: Optional[Path] = None,
+             dataset: Optional[str] = None) -> tuple[Written, str]:
     """What `cnn show` does: one digit through the network, drawn; returns the file and a summary line."""
-    from .predict import feature_maps, first_conv_filters, load_digit_png, load_images, load_model, read_png
+    from .predict import feature_maps, first_conv_filters, load_images, load_model, load_own_image
 
     require_matplotlib()
     path = output_path(out, default_show_path(checkpoint))
-    if image is not None:
-        read_png(image)  # a bad file fails before the model is built
+    if image is not None and not Path(image).is_file():  # fails before the model is built
+        raise UserError(f"{image}: no such image file; give the path of a PNG")
     loaded = load_model(checkpoint)
     if image is not None:
-        inp = loaded.config.input
-        if inp.channels != 1:
-            raise UserError(f"{checkpoint}: the model takes {inp.channels}-channel images; --image makes grayscale digits")
-        digit, notes = load_digit_png(image, inp.height, inp.width)
+        digit, notes = load_own_image(loaded, Path(image))
         what, label = f"{Path(image).name}" + (f" ({'; '.join(notes)})" if notes else ""), None
     else:
-        images, labels = load_images(loaded, data_dir, split, offline)
+        images, labels = load_images(loaded, data_dir, split, offline, dataset)
         if not 0 <= index < len(labels):
             raise UserError(f"--index {index}: the {split} split has {len(labels):,} images (0–{len(labels) - 1:,})")
         digit, label = images[index], int(labels[index])
-        what = f"{split} #{index} (label {label})"
+        what = f"{split} #{index} (label {loaded.class_name(label)})"
     model_input, maps, probs = feature_maps(loaded, digit)
     filters_name, filters = first_conv_filters(loaded)
     guess = int(np.argmax(probs))
-    title = f"{Path(checkpoint).name}: {what} → predicted {guess} ({100 * probs[guess]:.1f}%)"
+    shown = loaded.class_name(guess)
+    title = f"{Path(checkpoint).name}: {what} → predicted {shown} ({100 * probs[guess]:.1f}%)"
     written = plot_network(model_input, filters_name, filters, maps, title, path)
     layers = ", ".join(name for name, _, _ in maps)
     return written, (f"wrote {written.describe()}: {filters_name}'s {len(filters)} filters and the feature maps "
-                     f"of {what} through {layers}; predicted {guess} ({100 * probs[guess]:.1f}%)")
+                     f"of {what} through {layers}; predicted {shown} ({100 * probs[guess]:.1f}%)")

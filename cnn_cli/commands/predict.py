@@ -13,6 +13,7 @@ model's input size (mnist_style.py).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..mnist_style import area_resize, mnist_style  # noqa: F401  (area_resize: re-exported)
+from ..data.mnist_style import area_resize, mnist_style  # noqa: F401  (area_resize: re-exported)
 
 # Index = top pixel on (1) + bottom pixel on (2).
 BLOCKS = (" ", "▀", "▄", "█")
@@ -63,11 +64,29 @@ def bar(fraction: float, width: int = 20) -> str:
     return ("█" * full + (BAR_EIGHTHS[rest] if rest else "")).rstrip()
 
 
-def probability_lines(probs: np.ndarray, top: int = TOP, width: int = 20) -> list[str]:
+def class_label(c: int, names: Optional[Sequence[str]] = None) -> str:
+    """Output unit ``c`` as shown: its class name when known (a checkpoint's dataset), else the number."""
+    return str(names[c]) if names is not None and 0 <= c < len(names) else str(int(c))
+
+
+def probability_lines(probs: np.ndarray, top: int = TOP, width: int = 20,
+                      names: Optional[Sequence[str]] = None) -> list[str]:
     """The `top` most probable classes: class, percentage, bar (ties: lower class first)."""
     probs = np.asarray(probs, dtype=np.float64)
     order = np.argsort(-probs, kind="stable")[:top]
-    return [f"{int(c)}  {100 * probs[c]:5.1f}%  {bar(probs[c], width)}".rstrip() for c in order]
+    shown = [class_label(int(c), names) for c in order]
+    pad = max(len(t) for t in shown) if shown else 0
+    return [f"{t.ljust(pad)}  {100 * probs[c]:5.1f}%  {bar(probs[c], width)}".rstrip() for t, c in zip(shown, order)]
+
+
+def drawable(image: np.ndarray) -> np.ndarray:
+    """A 2-D grayscale view of an (H, W) or (C, H, W) image: colour images are drawn by their luminance."""
+    image = np.asarray(image)
+    if image.ndim == 3:
+        if image.shape[0] == 3:
+            return np.round(image.astype(np.float64).transpose(1, 2, 0) @ [0.299, 0.587, 0.114]).astype(np.uint8)
+        return image[0]
+    return image
 
 
 def side_by_side(left: Sequence[str], right: Sequence[str], gap: int = 3, top: int = 1) -> list[str]:
@@ -83,18 +102,20 @@ def side_by_side(left: Sequence[str], right: Sequence[str], gap: int = 3, top: i
 
 
 def prediction_panel(image: np.ndarray, probs: np.ndarray, heading: str,
-                     label: Optional[int] = None, threshold: int = 128) -> list[str]:
-    """The framed digit with heading, verdict and top-3 probabilities beside it."""
+                     label: Optional[int] = None, threshold: int = 128,
+                     names: Optional[Sequence[str]] = None) -> list[str]:
+    """The framed image with heading, verdict and top-3 probabilities (class names when given) beside it."""
     probs = np.asarray(probs, dtype=np.float64)
     guess = int(np.argmax(probs))
+    shown = class_label(guess, names)
     if label is None:
-        verdict = f"predicted {guess}"
+        verdict = f"predicted {shown}"
     elif guess == int(label):
-        verdict = f"predicted {guess}  ✓ right"
+        verdict = f"predicted {shown}  ✓ right"
     else:
-        verdict = f"predicted {guess}  ✗ wrong (true {int(label)})"
-    right = [heading, verdict, "", f"top {min(TOP, len(probs))}:", *probability_lines(probs)]
-    return side_by_side(framed(digit_lines(image, threshold)), right)
+        verdict = f"predicted {shown}  ✗ wrong (true {class_label(int(label), names)})"
+    right = [heading, verdict, "", f"top {min(TOP, len(probs))}:", *probability_lines(probs, names=names)]
+    return side_by_side(framed(digit_lines(drawable(image), threshold)), right)
 
 
 # ---------------------------------------------------------------- PNG files → MNIST-like digits
@@ -229,15 +250,39 @@ def load_digit_png(path: Path, height: int = 28, width: int = 28) -> tuple[np.nd
 
 def load_model(checkpoint: Path):
     """A checkpoint's model rebuilt from the config stored inside it (model.TrainedModel)."""
-    from ..nn.model import load_trained
+    from .trained import load_trained
 
     return load_trained(checkpoint)
 
 
-def load_images(loaded, data_dir: Path, split: str, offline: bool) -> tuple[np.ndarray, np.ndarray]:
-    from ..data import load_split_for
+PHOTO_DATASETS = ("cifar10", "folder")  # --image converts like their loader, not into an MNIST-like digit
 
-    return load_split_for(loaded.config, data_dir, split, offline)
+
+def load_own_image(loaded, path: Path) -> tuple[np.ndarray, list[str]]:
+    """(uint8 image the model takes, notes) for --image: an MNIST-like digit for the digit and
+    clothing datasets; for photo datasets (cifar10, folder) what their loader would have made of it."""
+    inp = loaded.config.input
+    name = loaded.dataset.name if loaded.dataset is not None else "mnist"
+    if name in PHOTO_DATASETS:
+        from ..data.folder import read_image
+
+        fit = loaded.config.data.get("fit", "pad") if name == "folder" else "resize"
+        image = read_image(path, inp.channels, inp.height, inp.width, fit)
+        return image, [f"read as {inp.channels}×{inp.height}×{inp.width} ({'resized' if fit == 'resize' else 'padded'})"]
+    if inp.channels != 1:
+        raise UserError(f"{loaded.source}: the model takes {inp.channels}-channel images; "
+                        f"--image only makes grayscale digits")
+    read_png(path)
+    return load_digit_png(path, inp.height, inp.width)
+
+
+def load_images(loaded, data_dir: Path, split: str, offline: bool,
+                dataset: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    from ..data import check_same_dataset, load_split_for
+
+    check_same_dataset(loaded.dataset, dataset, loaded.source)
+    return load_split_for(loaded.config, data_dir, split, offline, info=loaded.dataset,
+                          say=lambda text: print(text, file=sys.stderr))
 
 
 def probabilities(loaded, images: np.ndarray, batch: int = BATCH) -> np.ndarray:
@@ -282,6 +327,7 @@ class PredictRequest:
     image: Optional[Path] = None
     errors: Optional[int] = None
     seed: Optional[int] = None
+    dataset: Optional[str] = None  # --dataset: must be the checkpoint's own
     notes: list[str] = field(default_factory=list)
 
 
@@ -300,21 +346,20 @@ def run_predict(req: PredictRequest) -> list[str]:
         raise UserError(f"--seed {req.seed}: must be a whole number from 0 to 2^63-1")
     if mode == "--image":
         image_path = Path(req.image)
-        read_png(image_path)  # a bad file fails before the model is built
+        if not image_path.is_file():  # fails before the model is built
+            raise UserError(f"{image_path}: no such image file; give the path of a PNG")
     loaded = load_model(req.checkpoint)
-    config = loaded.config
     if mode == "--image":
-        if config.input.channels != 1:
-            raise UserError(f"{req.checkpoint}: the model takes {config.input.channels}-channel images; "
-                            f"--image only makes grayscale digits")
-        digit, notes = load_digit_png(image_path, config.input.height, config.input.width)
+        digit, notes = load_own_image(loaded, image_path)
         probs = probabilities(loaded, digit[None])[0]
-        lines = prediction_panel(digit, probs, str(image_path))
+        lines = prediction_panel(digit, probs, str(image_path),
+                                 names=loaded.dataset.classes if loaded.dataset is not None else None)
         if notes:
             lines.append("note: " + "; ".join(notes))
         return lines
 
-    images, labels = load_images(loaded, req.data_dir, req.split, req.offline)
+    images, labels = load_images(loaded, req.data_dir, req.split, req.offline, req.dataset)
+    names = loaded.dataset.classes if loaded.dataset is not None else None
     n = len(labels)
     if n == 0:
         raise UserError(f"{req.data_dir}: the {req.split} split has no images")
@@ -324,7 +369,8 @@ def run_predict(req: PredictRequest) -> list[str]:
         if total == 0:
             return [f"no misclassified digits: all {n:,} {req.split} images are right"]
         for i, p in zip(wrong, probs):
-            lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+            lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {class_label(int(labels[i]), names)}",
+                                      int(labels[i]), names=names)
             lines.append("")
         more = f"; showing the first {len(wrong)}" if total > len(wrong) else ""
         lines.append(f"{total:,} of {n:,} {req.split} images misclassified "
@@ -343,7 +389,8 @@ def run_predict(req: PredictRequest) -> list[str]:
     probs = probabilities(loaded, images[chosen])
     right = 0
     for i, p in zip(chosen, probs):
-        lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {int(labels[i])}", int(labels[i]))
+        lines += prediction_panel(images[i], p, f"{req.split} #{i}: label {class_label(int(labels[i]), names)}",
+                                  int(labels[i]), names=names)
         right += int(np.argmax(p)) == int(labels[i])
         if len(chosen) > 1:
             lines.append("")

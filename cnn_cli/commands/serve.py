@@ -36,7 +36,7 @@ import numpy as np
 
 from ..data import load_split, split_paths
 from ..errors import UserError
-from ..mnist_style import area_resize, mnist_style
+from ..data.mnist_style import area_resize, mnist_style
 
 CANVAS = 28  # the page sends a 28×28 picture, whatever the model's input size
 MAX_BODY = 64 * 1024  # 784 numbers as JSON take < 8 KB even with decimals
@@ -222,7 +222,7 @@ def load_test_digits(data_dir: Optional[Path]):
 def make_server(checkpoint: Path, host: str = "127.0.0.1", port: int = 8000, data_dir: Optional[Path] = None,
                 quiet: bool = False) -> ThreadingHTTPServer:
     """A bound server (port 0: any free port) with the model loaded and its kernels warmed up."""
-    from ..nn.model import load_trained
+    from .trained import load_trained
 
     loaded = load_trained(checkpoint)
     if loaded.config.input.channels != 1:

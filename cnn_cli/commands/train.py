@@ -73,6 +73,7 @@ class Dataset:
     val_labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    info: Any = None  # data.registry.DatasetInfo: name, class names, statistics (saved in every checkpoint)
 
 
 @dataclass
@@ -95,18 +96,14 @@ class Position:
 # ---------------------------------------------------------------- data
 
 
-def load_dataset(config: Config, data_dir: Path, offline: bool, console=None) -> Dataset:
-    from ..data import check_fits_config, load_split, train_val_split
-    from ..download import ensure_mnist
+def load_dataset(config: Config, data_dir: Path, offline: bool, console=None, say=None) -> Dataset:
+    from ..data import load_training_data, train_val_split
 
-    ensure_mnist(data_dir, offline=offline, console=console)
-    train_images, train_labels = load_split(data_dir, "train")
-    test_images, test_labels = load_split(data_dir, "test")
-    check_fits_config(config, train_images, train_labels, data_dir, "train")
-    check_fits_config(config, test_images, test_labels, data_dir, "test")
+    train_images, train_labels, test_images, test_labels, info = load_training_data(
+        config, data_dir, offline, console=console, say=say)
     train_idx, val_idx = train_val_split(len(train_labels), config.data["val_split"], config.train["seed"])
     return Dataset(train_images[train_idx], train_labels[train_idx], train_images[val_idx],
-                   train_labels[val_idx], test_images, test_labels)
+                   train_labels[val_idx], test_images, test_labels, info)
 
 
 # ---------------------------------------------------------------- run folder
@@ -148,7 +145,7 @@ class Trainer:
         self.reporter = reporter
         self.model = Model(config)
         self.optimizer = make_optimizer(self.train_cfg, [(n, p) for n, p, _ in self.model.parameters()])
-        self.prepare = make_preparer(config)
+        self.prepare = make_preparer(config, dataset.info)
         self.rng = np.random.default_rng(self.train_cfg["seed"])
         self.position = Position(rng_state=self.rng.bit_generator.state)
         self.interrupted = 0  # the signal that asked us to stop, 0 while none did
@@ -185,6 +182,8 @@ class Trainer:
         path = self.run_dir / name
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
+        if self.data.info is not None:
+            meta["dataset"] = self.data.info.to_json()
         existed = path.exists()
         self.saving = path
         try:
@@ -327,6 +326,7 @@ class Trainer:
         history = self.position.history
         summary = {
             "config": self.config.name,
+            "dataset": self.data.info.name if self.data.info is not None else None,
             "test_accuracy": test.accuracy,
             "test_loss": test.loss,
             "test_samples": test.samples,
@@ -382,7 +382,9 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
             raise UserError(f"--threads {options.threads}: must be between 1 and {numba.config.NUMBA_NUM_THREADS} "
                             f"(the cores numba may use)")
         numba.set_num_threads(options.threads)
-    dataset = load_dataset(config, options.data_dir, options.offline, reporter.console)
+    if options.resume is not None:  # before loading (maybe downloading) data the checkpoint cannot continue on
+        check_resume_compatible(config, load_checkpoint(options.resume).config, Path(options.resume))
+    dataset = load_dataset(config, options.data_dir, options.offline, reporter.console, say=reporter.message)
     if options.resume is not None:
         run_dir = Path(options.run_dir or Path(options.resume).parent)
     else:
@@ -421,7 +423,8 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
 
 # Settings a resumed run must share with the run it continues: they fix the
 # train/validation split, the shuffling and what a saved batch position means.
-RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"))
+RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"), ("data", "dataset"))
+SAVED_DEFAULTS = {("data", "dataset"): "mnist"}  # checkpoints written before the key existed
 
 
 def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
@@ -429,7 +432,8 @@ def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
 
     for section, key in RESUME_INVARIANTS:
         part = saved.get(section) if isinstance(saved, dict) else None
-        before, now = (part.get(key) if isinstance(part, dict) else None), config.resolved[section][key]
+        before = part.get(key, SAVED_DEFAULTS.get((section, key))) if isinstance(part, dict) else None
+        now = config.resolved[section][key]
         if before != now:
             shown = short_repr(before)
             raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {now}; resuming with another "

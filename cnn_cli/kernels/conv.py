@@ -61,6 +61,19 @@ def chunk_images(R, P):
     return max(1, CHUNK_ELEMENTS // (R * P))
 
 
+# Backward chunks without kept columns span at least this many output positions:
+# deep layers have long columns (R = C·Fh·Fw) on small maps, where the cache rule
+# gives one image per chunk, so every chunk would write its own (R, K)
+# weight-gradient slot and multiply with a short inner dimension. Forward keeps
+# the cache rule; LeNet-5's layers already have chunk·P ≥ 400 and are unchanged.
+MIN_BACKWARD_POSITIONS = 256
+
+
+def backward_chunk_images(R, P):
+    """Images per chunk of a backward pass that recomputes its columns (none kept)."""
+    return max(chunk_images(R, P), -(-MIN_BACKWARD_POSITIONS // P))
+
+
 # How the items' argument tuples type a ConvGeometry.
 GEOMETRY = types.NamedUniTuple(types.int64, 8, ConvGeometry)
 
@@ -454,12 +467,21 @@ def _conv_backward(launch, chunk_fn, da, a, argmax, x, w2, cols, geo, act, need_
     parallel_for(_backward_chunk, launch, chunk_fn, chunks, (da3, a3, arg3, x, w2, cols, dw_parts, db_parts, dx, geo,
                                                             row_lo, row_hi, col_lo, col_hi, act, chunk, need_dx, fused))
     # Explicit loops, not `dw += dw_parts[ch]`: whole-array arithmetic drags in
-    # Numba's shape-mismatch error path, seconds of compile for nothing.
-    dw = np.zeros((K, R), dtype=x.dtype)
+    # Numba's shape-mismatch error path, seconds of compile for nothing. The
+    # slots are summed in their own (R, K) layout, contiguous and vectorised, and
+    # transposed once at the end: summing straight into (K, R) would read every
+    # slot with a stride of K. Same additions in the same order.
+    acc = np.zeros(R * K, dtype=x.dtype)
+    flat = dw_parts.reshape((chunks, R * K))
     dbias = np.zeros(K, dtype=x.dtype)
     for ch in range(chunks):
+        part = flat[ch]
+        for i in range(R * K):
+            acc[i] += part[i]
         for k in range(K):
             dbias[k] += db_parts[ch, k]
-            for r in range(R):
-                dw[k, r] += dw_parts[ch, r, k]
+    dw = np.empty((K, R), dtype=x.dtype)
+    for r in range(R):
+        for k in range(K):
+            dw[k, r] = acc[r * K + k]
     return dx, dw, dbias

@@ -152,9 +152,12 @@ class Conv2D(Layer):
     def backward(self, dy):
         """dy is the gradient of what forward returned (the pooled output when fused)."""
         weight = self.params["weight"]
+        # Kept columns come in the forward pass's chunks; recomputed ones may take wider chunks.
+        chunk = self.gemm_chunk if self._cache_cols.shape[0] else conv_k.backward_chunk_images(
+            self.in_shape[0] * self.spec.kernel[0] * self.spec.kernel[1], self.out_shape[1] * self.out_shape[2])
         dx, dw, db = conv_k.conv_backward(
             dy, self._cache_y, self._cache_argmax, self._cache_x, self._cache_w2, self._cache_cols,
-            self.geometry, self.act, self.need_dx, self.gemm_chunk,
+            self.geometry, self.act, self.need_dx, chunk,
         )
         if self._dense_at is not None:
             dw = tables.connected_weights(dw, self._dense_at, weight.shape)

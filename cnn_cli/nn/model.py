@@ -6,9 +6,7 @@ so building a model allocates parameters and nothing can fail halfway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -144,27 +142,3 @@ class Model:
         trainable = sum(p.size for layer in self.layers for p in layer.params.values())
         fixed = sum(p.size for layer in self.layers for p in layer.fixed.values())
         return trainable, fixed
-
-
-@dataclass
-class TrainedModel:
-    model: Model
-    config: Config
-    prepare: Callable[[np.ndarray], np.ndarray]  # uint8 (N, H, W) → the model's float input
-    source: str
-
-
-def load_trained(checkpoint: str | Path) -> TrainedModel:
-    """A checkpoint's model, rebuilt from the config stored inside it, weights loaded."""
-    from .checkpoint import load_checkpoint
-    from ..spec.config import validate_config
-    from ..data import make_preparer
-
-    ckpt = load_checkpoint(checkpoint)
-    config = validate_config(ckpt.config, f"{checkpoint} (config.json)")
-    from ..limits import require_network_fits
-
-    require_network_fits(config, 1000, False, f"{checkpoint}: the network in config.json")  # predict's batch
-    model = Model(config)
-    model.load_state_dict(ckpt.weights, str(checkpoint))
-    return TrainedModel(model, config, make_preparer(config), str(checkpoint))

@@ -20,6 +20,7 @@ import yaml
 
 from ..errors import UserError
 from .activations import NAMES as ACTIVATIONS
+from .datasets import DATASET_NAMES
 from .geometry import conv_output_size, same_padding
 from .tables import NAMED_TABLES
 from ..limits import short_repr
@@ -52,7 +53,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "gamma": 0.1,
     "seed": 0,
 }
-DATA_DEFAULTS: dict[str, Any] = {"normalize": True, "val_split": 0.1}
+DATA_DEFAULTS: dict[str, Any] = {"dataset": "mnist", "normalize": True, "val_split": 0.1,
+                                 "folder": None, "fit": "pad", "test_split": 0.2}
+FITS = ("pad", "resize")  # how a folder's images are brought to the input size (cnn_cli/data/folder.py)
 
 # ---------------------------------------------------------------- specs
 
@@ -416,6 +419,16 @@ def validate_train(r: _Reader, t: dict[str, Any]) -> None:
 
 
 def validate_data(r: _Reader, d: dict[str, Any]) -> None:
+    d["dataset"] = r.choice(str(d["dataset"]).lower() if isinstance(d["dataset"], str) else d["dataset"],
+                            "data.dataset", DATASET_NAMES)
+    folder = d["folder"]
+    if d["dataset"] == "folder" and (not isinstance(folder, str) or not folder.strip()):
+        raise r.fail("data.folder", f"data.dataset is folder, so data.folder must be the path of a folder with one "
+                                    f"sub-folder per class, got {_describe(folder)}")
+    if folder is not None and not isinstance(folder, str):
+        raise r.fail("data.folder", f"expected the path of a folder, got {_describe(folder)}")
+    r.choice(d["fit"], "data.fit", FITS)
+    r.number(d["test_split"], "data.test_split", low=0.0, high=0.9)
     norm = d["normalize"]
     if isinstance(norm, list):
         if len(norm) != 2:

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed: pip install torch==2.13.0 for reference checks")
-SHIPPED = ["lenet5", "lenet5-classic", "caffe-lenet"]
+SHIPPED = ["lenet5", "lenet5-classic", "caffe-lenet", "cifar10"]
 
 
 def run(*args):

@@ -18,8 +18,9 @@ from cnn_cli.commands.serve import MAX_BODY, PAGE_DIR, make_server
 from cnn_cli.spec.config import load_config
 from cnn_cli.data import load_split
 from cnn_cli.errors import UserError
-from cnn_cli.mnist_style import mnist_style
-from cnn_cli.nn.model import Model, load_trained
+from cnn_cli.data.mnist_style import mnist_style
+from cnn_cli.commands.trained import load_trained
+from cnn_cli.nn.model import Model
 from idx_fixtures import make_mnist_folder
 
 

@@ -75,7 +75,8 @@ def test_eval_json_shape(trained_run, small_mnist):
                                  "--json", "--offline"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"accuracy", "loss", "samples", "per_class", "confusion"}
+    assert set(report) == {"accuracy", "loss", "samples", "per_class", "confusion", "dataset", "classes"}
+    assert report["dataset"] == "mnist" and report["classes"] == [str(d) for d in range(10)]
     assert report["samples"] == 200
     assert len(report["per_class"]) == 10
     confusion = np.array(report["confusion"])

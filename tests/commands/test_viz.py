@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 from cnn_cli.cli import app
 from cnn_cli.spec.config import load_config, parse_config
 from cnn_cli.errors import UserError
-from cnn_cli.mnist_style import mnist_style
+from cnn_cli.data.mnist_style import mnist_style
 from cnn_cli.commands.predict import (area_resize, bar, digit_lines, framed, prediction_panel, probability_lines,
                              read_png, side_by_side, to_digit)
 from cnn_cli.commands.receptive import (coverage_lines, heatmap_lines, layer_coverage, legend_lines, repeating_gap,

@@ -344,5 +344,5 @@ def test_real_sample_loads_directly():
 
 
 def test_data_and_download_do_not_import_numba():
-    code = "import sys, cnn_cli.data, cnn_cli.download; sys.exit('numba' in sys.modules)"
+    code = "import sys, cnn_cli.data, cnn_cli.data.download, cnn_cli.data.fetch; sys.exit('numba' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

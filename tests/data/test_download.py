@@ -1,7 +1,7 @@
 """`cnn download` and ensure_mnist against a local HTTP server — no internet.
 
 The server binds 127.0.0.1 on a free port, serves small generated IDX files
-under behaviour prefixes (/ok/, /404/, /500/, /bad/, /xor/, /cut/, /cutnolen/, /slow/,
+under behaviour prefixes (/ok/, /404/, /500/, /bad/, /xor/, /cut/, /flaky/, /cutnolen/, /slow/,
 /html/, /redirect/), counts requests (bounded) and shuts itself down after a
 deadline even if a test forgets to. DEFAULT_MIRRORS is emptied for every test
 so nothing can reach the real mirrors.
@@ -21,7 +21,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from cnn_cli import download as dl
+from cnn_cli.data import download as dl
+from cnn_cli.data import fetch as fx
 from cnn_cli.cli import app
 from cnn_cli.data import load_split
 from cnn_cli.errors import UserError
@@ -76,6 +77,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._send(bytes(b ^ 0x5A for b in body))
         if mode == "html":  # a captive portal answering 200 with a web page
             return self._send(b"<!doctype html><html><body>Please log in</body></html>")
+        if mode == "flaky":  # the first request of each file is cut, the next ones are whole
+            with srv.lock:
+                first = sum(r == self.path for r in srv.requests) == 1
+            if not first:
+                return self._send(body)
+            mode = "cut"
         if mode == "cut":  # promises the whole file, sends half, hangs up
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
@@ -164,6 +171,7 @@ class MirrorServer:
 @pytest.fixture(autouse=True)
 def _no_internet_plain_output(monkeypatch):
     monkeypatch.setattr(dl, "DEFAULT_MIRRORS", ())
+    monkeypatch.setattr(fx, "RETRIES", 0)  # pooch waits a second before a retry; test_retry proves retrying
     for var in ("CNN_DATA_DIR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         monkeypatch.delenv(var, raising=False)
     for var in ("no_proxy", "NO_PROXY"):  # never send 127.0.0.1 through a configured proxy
@@ -202,8 +210,8 @@ def out():
 
 
 def leftovers(folder: Path) -> list[str]:
-    """Temp files (hidden .part) left in the folder."""
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part") or p.name.startswith("."))
+    """Anything in the folder that is not one of the official names (pooch's temporary files: tmp*)."""
+    return sorted(p.name for p in folder.iterdir() if p.name not in NAMES)
 
 
 def assert_same_files(dst: Path, src, names=NAMES):
@@ -312,6 +320,17 @@ def test_no_verify_still_rejects_incomplete_or_non_idx_payloads(tmp_path, src, s
     assert list(dst.iterdir()) == []
 
 
+def test_a_cut_transfer_is_retried_by_pooch(tmp_path, src, server, out, monkeypatch):
+    monkeypatch.setattr(fx, "RETRIES", 1)
+    dst = tmp_path / "data"
+    name = "t10k-labels-idx1-ubyte.gz"
+    results = fetch(dst, src, [server.url("flaky")], out, names=[name])
+    assert results[name].status == "fetched" and results[name].source == server.url("flaky") + name
+    assert server.requests == [f"/flaky/{name}"] * 2  # cut once, then fetched whole from the same mirror
+    assert_same_files(dst, src, [name])
+    assert leftovers(dst) == []
+
+
 def test_stalled_server_times_out_and_falls_over(tmp_path, src, server, out):
     dst = tmp_path / "data"
     t0 = time.monotonic()
@@ -369,7 +388,7 @@ def test_interrupt_mid_transfer_removes_the_temp_file(tmp_path, src, out, monkey
         args[1].write(b"partial")  # something is on disk already
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(dl, "_copy_stream", interrupted)
+    monkeypatch.setattr(fx, "copy_stream", interrupted)
     dst = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
         fetch(dst, src, [str(src.folder)], out)
@@ -380,7 +399,7 @@ def test_disk_full_is_a_user_error_not_a_mirror_failure(tmp_path, src, out, monk
     def full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dl.os, "fsync", full)
+    monkeypatch.setattr(fx.os, "fsync", full)
     dst = tmp_path / "data"
     with pytest.raises(UserError) as info:
         fetch(dst, src, [str(src.folder), str(src.folder) + "/"], out)
@@ -426,7 +445,7 @@ def test_terminal_progress_bars_do_not_break(tmp_path, src, server):
 
 def test_mirror_order_user_first_then_defaults(monkeypatch):
     monkeypatch.setattr(dl, "DEFAULT_MIRRORS", ("https://a.example/m/", "http://b.example/m"))
-    got = [m.base for m in dl._all_mirrors(["https://mine.example/x", "https://a.example/m/"])]
+    got = [m.base for m in fx.all_mirrors(["https://mine.example/x", "https://a.example/m/"], dl.DEFAULT_MIRRORS)]
     assert got == ["https://mine.example/x/", "https://a.example/m/", "http://b.example/m/"]
 
 
@@ -447,9 +466,9 @@ def test_official_table_matches_the_issue():
 
 def test_mirror_given_as_a_file_url_or_path_uses_its_folder(tmp_path):
     name = "t10k-labels-idx1-ubyte.gz"
-    assert dl._parse_mirror(f"https://h.example/m/{name}").base == "https://h.example/m/"
-    assert dl._parse_mirror(str(tmp_path / name)).base == str(tmp_path)
-    assert dl._parse_mirror((tmp_path / "x").as_uri()).base == str(tmp_path / "x")
+    assert fx.parse_mirror(f"https://h.example/m/{name}", NAMES).base == "https://h.example/m/"
+    assert fx.parse_mirror(str(tmp_path / name), NAMES).base == str(tmp_path)
+    assert fx.parse_mirror((tmp_path / "x").as_uri(), NAMES).base == str(tmp_path / "x")
 
 
 def test_resolve_data_dir(monkeypatch):

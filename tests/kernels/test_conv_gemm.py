@@ -271,3 +271,29 @@ def test_execution_plan_fuses_only_what_one_kernel_can_run():
     assert plan(classic) == [shape.spec.name for shape in classic.layers]
     every = every_kernel_config()  # table conv, then max 2×2 stride 1, mean, Lp
     assert plan(every) == [shape.spec.name for shape in every.layers]
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_deep_layer_backward_in_wider_chunks_matches_the_reference(training):
+    """A deep 3×3 layer on a small map (R = 576, P = 16): its recomputed backward runs
+    in chunks of 16 images (backward_chunk_images), forward in chunks of 7; the batch
+    of 37 leaves a short last chunk. Kept columns (training=True here: 37·576·16·8
+    bytes fit) keep forward's chunks."""
+    rng = np.random.default_rng(3)
+    c, k, h = 64, 12, 4
+    spec = ConvSpec("conv", k, (3, 3), (1, 1), (1, 1, 1, 1), "same", "relu")
+    layer = Conv2D(LayerShape(spec, (c, h, h), (k, h, h), "t"), np.float64, rng)
+    layer.training = training
+    layer.params["bias"][...] = rng.standard_normal(k)
+    R, P = c * 9, h * h
+    assert gemm_k.chunk_images(R, P) == 7 and gemm_k.backward_chunk_images(R, P) == 16
+    x = rng.standard_normal((37, c, h, h))
+    da = rng.standard_normal((37, k, h, h))
+    layer.forward(x)
+    assert (layer._cache_cols.shape[0] > 0) == training
+    dx = layer.backward(da)
+    _, ref_dx, ref_dw, ref_db = reference(x, layer.params["weight"], layer.params["bias"], (1, 1), (1, 1, 1, 1),
+                                          ACTIVATIONS["relu"], da)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer.grads["bias"], ref_db, rtol=1e-10, atol=1e-12)

@@ -17,7 +17,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cnn_cli.cli import app
-from cnn_cli.nn.model import load_trained
+from cnn_cli.commands.trained import load_trained
 from cnn_cli.nn.checkpoint import load_checkpoint
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

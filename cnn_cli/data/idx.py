@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = [
     "MNIST_MEAN",
@@ -34,6 +34,7 @@ __all__ = [
     "preprocess",
     "train_val_split",
     "load_mnist",
+    "normalization",
 ]
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -72,7 +73,7 @@ def _read_at_most(stream, n: int, display: str) -> bytes:
 
 def _read_bytes(path: Path, display: str, kind: Optional[str]) -> tuple[bytes, tuple[int, ...], int, str]:
     """(header + payload bytes, dims, header length, kind), reading no more than the header declares (+1 byte)."""
-    from .limits import available_memory, human_bytes
+    from ..limits import available_memory, human_bytes
 
     stream, raw_handle = _open_stream(path, display)
     with raw_handle, stream:
@@ -168,7 +169,7 @@ def read_idx(path: Union[Path, str], kind: Optional[str] = None, *, name: Option
 
 def split_paths(data_dir: Union[Path, str], split: str) -> Tuple[Path, Path]:
     """(images path, labels path) of ``split`` ("train" or "test") under ``data_dir``."""
-    from .download import file_name  # no numba, no network: only the name table
+    from ..spec.datasets import file_name
 
     if split not in ("train", "test"):
         raise UserError(f"split must be 'train' or 'test', not {split!r}")
@@ -200,52 +201,64 @@ def load_split(data_dir: Union[Path, str], split: str) -> Tuple[np.ndarray, np.n
     return images, labels.astype(np.int64)
 
 
-def _normalize_arg(normalize) -> Optional[Tuple[float, float]]:
+def _normalize_arg(normalize) -> Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]:
+    """(means, stds) per channel (one value: every channel), or None for no normalisation."""
     if normalize is None or normalize is False:
         return None
     if normalize is True:
-        return (MNIST_MEAN, MNIST_STD)
+        return (MNIST_MEAN,), (MNIST_STD,)
     try:
-        mean, std = (float(v) for v in normalize)
+        mean, std = normalize
+        means = tuple(float(v) for v in (mean if isinstance(mean, (list, tuple)) else [mean]))
+        stds = tuple(float(v) for v in (std if isinstance(std, (list, tuple)) else [std]))
     except (TypeError, ValueError):
         raise UserError(f"normalize: expected [mean, std] (or true for MNIST's {MNIST_MEAN}, {MNIST_STD}), got {normalize!r}") from None
-    if not (math.isfinite(mean) and math.isfinite(std)) or std <= 0:
+    if not all(math.isfinite(m) for m in means) or not all(math.isfinite(s) and s > 0 for s in stds):
         raise UserError(f"normalize: std must be a positive number and mean finite, got mean={mean}, std={std}")
-    return mean, std
+    return means, stds
+
+
+def normalization(normalize) -> Optional[Tuple[Tuple[float, ...], Tuple[float, ...]]]:
+    """The checked (means, stds) that ``preprocess`` applies for a ``normalize`` argument."""
+    return _normalize_arg(normalize)
 
 
 def preprocess(
     images: np.ndarray,
     *,
-    normalize: Union[None, bool, Sequence[float]] = None,
+    normalize: Union[None, bool, Sequence] = None,
     pad: int = 0,
 ) -> np.ndarray:
-    """uint8 (N, H, W) → float32 (N, 1, H+2·pad, W+2·pad).
+    """uint8 (N, H, W) or (N, C, H, W) → float32 (N, C, H+2·pad, W+2·pad) (C = 1 for the first).
 
-    Scale to [0, 1] (÷255) first, then ``(x − mean) / std`` when ``normalize`` is
-    ``(mean, std)`` (``True`` means MNIST's 0.1307, 0.3081), then zero padding of
-    ``pad`` pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
+    Scale to [0, 1] (÷255) first, then ``(x − mean) / std`` per channel when
+    ``normalize`` is ``(mean, std)`` — numbers, or one number per channel
+    (``True`` means MNIST's 0.1307, 0.3081) — then zero padding of ``pad``
+    pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
     """
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {images.dtype}")
-    if images.ndim == 4 and images.shape[1] == 1:
-        images = images[:, 0]
-    if images.ndim != 3:
-        raise ValueError(f"preprocess expects images of shape (N, H, W), got {images.shape}")
+    if images.ndim == 3:
+        images = images[:, None]
+    if images.ndim != 4:
+        raise ValueError(f"preprocess expects images of shape (N, H, W) or (N, C, H, W), got {images.shape}")
     if isinstance(pad, bool) or not isinstance(pad, (int, np.integer)) or pad < 0:
         raise UserError(f"pad: expected a whole number of pixels ≥ 0, got {pad!r}")
     pad = int(pad)
     stats = _normalize_arg(normalize)
 
-    n, h, w = images.shape
-    out = np.zeros((n, 1, h + 2 * pad, w + 2 * pad), dtype=np.float32)
-    inner = out[:, 0, pad : pad + h, pad : pad + w]
+    n, c, h, w = images.shape
+    out = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=np.float32)
+    inner = out[:, :, pad : pad + h, pad : pad + w]
     np.divide(images, np.float32(255.0), out=inner, dtype=np.float32)
     if stats is not None:
-        mean, std = stats
-        inner -= np.float32(mean)
-        inner /= np.float32(std)
+        means, stds = stats
+        if len(means) not in (1, c) or len(stds) not in (1, c):
+            raise UserError(f"normalize: {len(means)} mean(s) and {len(stds)} std(s) for images of {c} channel(s); "
+                            f"give one value or one per channel")
+        inner -= np.asarray(means, dtype=np.float32).reshape(1, -1, 1, 1)
+        inner /= np.asarray(stds, dtype=np.float32).reshape(1, -1, 1, 1)
     return out
 
 
@@ -285,47 +298,3 @@ def load_mnist(
     """``load_split`` then ``preprocess``: float32 (N, 1, H', W') inputs and int64 labels."""
     images, labels = load_split(data_dir, split)
     return preprocess(images, normalize=normalize, pad=pad), labels
-
-
-# ---------------------------------------------------------------- fitting a config
-
-
-def make_preparer(config):
-    """uint8 (B, H, W) → float32 (B, 1, H+2p, W+2p), as the config's data section says."""
-    norm = config.data["normalize"]
-    stats = (MNIST_MEAN, MNIST_STD) if norm is True else (tuple(norm) if norm else None)
-    pad = config.input.pad
-
-    def prepare(images: np.ndarray) -> np.ndarray:
-        return preprocess(images, normalize=stats, pad=pad)
-
-    return prepare
-
-
-def check_fits_config(config, images: np.ndarray, labels: np.ndarray, data_dir, split: str) -> None:
-    """The images must have the config's input size and the labels fit its output units."""
-    h, w = images.shape[1:]
-    inp = config.input
-    images_file, _ = split_paths(data_dir, split)
-    if inp.channels != 1 or (h, w) != (inp.height, inp.width):
-        raise UserError(
-            f"{images_file}: images are 1×{h}×{w} but {config.source} expects input "
-            f"{inp.channels}×{inp.height}×{inp.width}; set input: {{channels: 1, height: {h}, width: {w}}} "
-            f"(input.pad pads them) or use files of that size")
-    classes = config.num_classes
-    if len(labels) and int(labels.max()) >= classes:
-        raise UserError(f"{config.source}: the last layer has {classes} units but the {split} labels in {data_dir} "
-                        f"go up to {int(labels.max())}; give it one unit per class")
-
-
-def load_split_for(config, data_dir, split: str, offline: bool, console=None):
-    """A split's images and labels, downloading missing files, checked against the config."""
-    from .download import ensure_mnist
-
-    if split not in ("test", "train"):
-        raise UserError(f"--split {split}: choose test or train")
-    # Only this split's two files: scoring the test set needs no training files.
-    ensure_mnist(Path(data_dir), offline=offline, console=console, names=[p.name for p in split_paths(data_dir, split)])
-    images, labels = load_split(data_dir, split)
-    check_fits_config(config, images, labels, data_dir, split)
-    return images, labels

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnn_cli.data import load_split
-from cnn_cli.mnist_style import centre_of_mass, ink_box, mnist_style
+from cnn_cli.data.mnist_style import centre_of_mass, ink_box, mnist_style
 
 
 def ink_extent(digit: np.ndarray) -> tuple[int, int]:
