@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from cnn_cli.kernels import conv as gemm_k
+from cnn_cli.kernels import lowering
 from cnn_cli.spec.tables import (  # noqa: F401  (re-exported for the tests)
     check_connections, connected_weights, dense_index, dense_weights, full_connections, table_connections,
 )
@@ -74,8 +75,8 @@ def im2col(x, fh, fw, sh, sw, pt, pl, oh, ow):
     B, C, H, W = x.shape
     cols = np.empty((C * fh * fw, B * oh * ow), dtype=x.dtype)
     geo = ConvGeometry(fh, fw, sh, sw, pt, pl, oh, ow)
-    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, W)
-    gemm_k._im2col_into(x, 0, B, cols, geo, row_lo, row_hi, col_lo, col_hi)
+    row_lo, row_hi, col_lo, col_hi = lowering.taps(geo, H, W)
+    lowering.im2col_into(x, 0, B, cols, geo, row_lo, row_hi, col_lo, col_hi)
     return cols
 
 @njit(cache=True)
@@ -84,6 +85,6 @@ def col2im(dcols, B, C, H, W, fh, fw, sh, sw, pt, pl, oh, ow):
     Entries that read padding are dropped; overlapping windows add up."""
     dx = np.zeros((B, C, H, W), dtype=dcols.dtype)
     geo = ConvGeometry(fh, fw, sh, sw, pt, pl, oh, ow)
-    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, W)
-    gemm_k._col2im_add(dcols, 0, B, dx, geo, row_lo, row_hi, col_lo, col_hi)
+    row_lo, row_hi, col_lo, col_hi = lowering.taps(geo, H, W)
+    lowering.col2im_add(dcols, 0, B, dx, geo, row_lo, row_hi, col_lo, col_hi)
     return dx

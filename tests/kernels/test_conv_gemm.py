@@ -11,6 +11,7 @@ from cnn_cli.spec.config import ConvSpec, LayerShape, conv_output_size
 from cnn_cli.spec.geometry import ConvGeometry
 import conv_wrappers as conv_k
 from cnn_cli.kernels import conv as gemm_k
+from cnn_cli.kernels import lowering
 from cnn_cli.kernels import pool as pool_k
 from cnn_cli.kernels.activations import ACTIVATIONS
 from cnn_cli.nn.layers import Conv2D
@@ -128,11 +129,11 @@ def test_col2im_gathers_every_tap_bit_for_bit(dtype, C, width, fw, pl, pr, sh):
     assert np.array_equal(dx, reference)
     # One chunk (image 1 alone, as a parallel item calls it): the other images stay untouched.
     geo = ConvGeometry(fh, fw, sh, 1, pt, pl, oh, ow)
-    row_lo, row_hi, col_lo, col_hi = gemm_k._taps(geo, H, width)
+    row_lo, row_hi, col_lo, col_hi = lowering.taps(geo, H, width)
     chunk_cols = np.ascontiguousarray(cols.reshape(-1, B, oh * ow)[:, 1])
     out = np.full((B, C, H, width), 7.0, dtype=dtype)
     out[1] = 0
-    gemm_k._col2im_add(chunk_cols, 1, 2, out, geo, row_lo, row_hi, col_lo, col_hi)
+    lowering.col2im_add(chunk_cols, 1, 2, out, geo, row_lo, row_hi, col_lo, col_hi)
     assert np.array_equal(out[1], reference[1])
     assert np.all(out[[0, 2]] == 7.0)
 
