@@ -109,6 +109,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Overrides train.seed (weights, shuffling, validation split)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (default: all cores)."),
     set_: List[str] = typer.Option([], "--set", help="Override any config field: key.path=value (e.g. train.momentum=0.95, fc.0.units=100); repeatable."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Overrides train.patience: stop after N epochs without a better validation accuracy."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (last.npz) where it stopped."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
@@ -121,7 +122,7 @@ def train(
 
     sets = [parse_set_option(text) for text in set_]
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
-                       ("optimizer", optimizer), ("seed", seed)):
+                       ("optimizer", optimizer), ("seed", seed), ("patience", patience)):
         if value is not None:
             sets.append((["train", key], value))
     if config is not None:

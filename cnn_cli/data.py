@@ -186,8 +186,9 @@ def preprocess(
     ``pad`` pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
     """
     images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise ValueError(f"preprocess expects uint8 images, got {images.dtype}")
+    # float32 in the same 0-255 units: distorted training batches (augment.py).
+    if images.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"preprocess expects uint8 (or float32 0-255) images, got {images.dtype}")
     if images.ndim == 4 and images.shape[1] == 1:
         images = images[:, 0]
     if images.ndim != 3:
