@@ -326,6 +326,28 @@ def show(
 
 @app.command()
 @user_errors_exit_2
+def augment(
+    config: str = typer.Argument("lenet5", help=CONFIG_HELP),
+    index: int = typer.Option(0, "--index", min=0, metavar="N", help="The digit of the split to distort."),
+    count: int = typer.Option(11, "--count", metavar="K", help="How many distorted versions to draw."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE.png", help="Also write them as a PNG grid (needs matplotlib)."),
+    set_: List[str] = typer.Option([], "--set", help="Override config fields, e.g. data.augment.rotate=15; repeatable."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random distortions."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    split: str = typer.Option("train", "--split", help="train or test."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+):
+    """One digit and K distorted versions of it, as data.augment draws them for training."""
+    from .commands.augment import run_augment
+    from .config import load_config, parse_set_option
+    from .download import resolve_data_dir
+
+    cfg = load_config(config, [parse_set_option(text) for text in set_])
+    print("\n".join(run_augment(cfg, resolve_data_dir(data_dir), split, index, count, seed, offline, out)))
+
+
+@app.command()
+@user_errors_exit_2
 def bench(
     config: str = typer.Argument("lenet5", help=CONFIG_HELP),
     batch_sizes: str = typer.Option("1,16,64,256", "--batch-sizes", help="Training and inference batch sizes, comma-separated."),

@@ -16,6 +16,7 @@ permutation per epoch, drawn as cnn_cli.train draws it). What an arm changes:
 - ours-he-apart, ours-pytorch-apart: as ours-he / ours-pytorch, but the initial weights
                 drawn from default_rng(seed + 7919) instead of default_rng(seed), the
                 generator the data order comes from as well
+- same-start-he both frameworks from our he_normal initial weights (copied into PyTorch)
 - same-start    both frameworks from the very same initial weights (PyTorch's default
                 init, copied into ours): only the arithmetic differs, so any gap left
                 is the optimizer, loss or data pipeline.
@@ -45,7 +46,8 @@ from cnn_cli.config import load_config  # noqa: E402
 from cnn_cli.data import load_split, make_preparer, train_val_split  # noqa: E402
 from cnn_cli.optim import learning_rate, make_optimizer  # noqa: E402
 
-ARMS = ("ours-he", "torch-he", "ours-pytorch", "torch-pytorch", "same-start", "ours-he-apart", "ours-pytorch-apart")
+ARMS = ("ours-he", "torch-he", "ours-pytorch", "torch-pytorch", "same-start", "ours-he-apart", "ours-pytorch-apart",
+        "same-start-he")
 # Seed offset of the *-apart arms' initial weights: their weights and the data order
 # then come from unrelated streams, where `cnn train` drew both from default_rng(seed).
 APART = 7919
@@ -168,6 +170,13 @@ def run_arm(arm, config_name, data_dir, seed, epochs):
         return {"torch": train_torch(config, data, seed, torch_net(config, seed, "he"))}
     if arm == "torch-pytorch":
         return {"torch": train_torch(config, data, seed, torch_net(config, seed, "pytorch"))}
+    if arm == "same-start-he":
+        from cnn_cli.model import Model
+        from cnn_cli.torch_reference import copy_weights
+
+        net = torch_net(config, seed, "he")
+        copy_weights(Model(config, seed=seed), net)
+        return {"ours": train_ours(config, data, seed), "torch": train_torch(config, data, seed, net)}
     net = torch_net(config, seed, "pytorch")
     start = torch_state_as_ours(net)
     return {"ours": train_ours(config, data, seed, start_from=start), "torch": train_torch(config, data, seed, net)}
