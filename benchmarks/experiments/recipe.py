@@ -54,6 +54,27 @@ RECIPES = {
         "pytorch + affine + dropout + smoothing": ["train.init=pytorch", *AFFINE, "fc.0.dropout=0.25",
                                                    "fc.1.dropout=0.25", "train.label_smoothing=0.1"],
         "pytorch + affine, lr 0.003": ["train.init=pytorch", *AFFINE, "train.lr=0.003"],
+        "pytorch + affine + light elastic + dropout": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
+                                                       "fc.0.dropout=0.25", "fc.1.dropout=0.25"],
+        "pytorch + affine + light elastic + smoothing": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
+                                                         "train.label_smoothing=0.1"],
+        "pytorch + affine + light elastic, 0.8": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
+                                                  "data.augment.probability=0.8"],
+    },
+    "lenet5-classic": {
+        "shipped (he_normal: LeCun normal before tanh)": [],
+        "pytorch init": ["train.init=pytorch"],
+        "cosine 2e-3": ["train.schedule=cosine", "train.lr=0.002"],
+        "affine + light elastic": [*AFFINE, *LIGHT_ELASTIC],
+        "cosine 2e-3 + affine + light elastic": ["train.schedule=cosine", "train.lr=0.002", *AFFINE, *LIGHT_ELASTIC],
+    },
+    "caffe-lenet": {
+        "shipped": [],
+        "pytorch init": ["train.init=pytorch"],
+        "affine + light elastic": [*AFFINE, *LIGHT_ELASTIC],
+        "pytorch + affine + light elastic": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC],
+        "pytorch + affine + light elastic, cosine": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
+                                                     "train.schedule=cosine"],
     },
 }
 
