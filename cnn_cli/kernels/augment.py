@@ -19,6 +19,7 @@ rows of the field and scratch arrays), so the result is the same for any
 thread count.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -27,12 +28,15 @@ from numba import njit, types, uint64
 from .parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 
+@functools.lru_cache(maxsize=8)
 def gaussian_taps(sigma: float) -> np.ndarray:
-    """The normalised 1-D Gaussian of standard deviation sigma, cut at 3σ (float32)."""
+    """The normalised 1-D Gaussian of standard deviation sigma, cut at 3σ (float32;
+    cached: one training run uses one σ; callers must not write to it)."""
     radius = max(1, int(math.ceil(3.0 * sigma)))
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     taps = np.exp(-0.5 * (x / sigma) ** 2)
-    return (taps / taps.sum()).astype(np.float32)
+    taps = (taps / taps.sum()).astype(np.float32)
+    return taps
 
 
 @njit(cache=True, error_model="numpy")
@@ -66,26 +70,6 @@ def _smooth(plane, tmp, taps):
 
 
 @njit(cache=True, error_model="numpy")
-def _bilinear(image, sr, sc, background):
-    """The image at (sr, sc), bilinear; neighbours outside the image are background."""
-    H, W = image.shape
-    r0 = math.floor(sr)
-    c0 = math.floor(sc)
-    fr, fc = sr - r0, sc - c0
-    if r0 >= 0 and c0 >= 0 and r0 + 1 < H and c0 + 1 < W:  # inside: no bounds tests
-        i, j = uint64(r0), uint64(c0)
-        p00, p01 = np.float64(image[i, j]), np.float64(image[i, j + 1])
-        p10, p11 = np.float64(image[i + 1, j]), np.float64(image[i + 1, j + 1])
-    elif r0 < -1 or c0 < -1 or r0 >= H or c0 >= W:  # all four neighbours outside
-        return background
-    else:
-        ir, ic = int(r0), int(c0)
-        p00, p01 = _pixel(image, ir, ic, background), _pixel(image, ir, ic + 1, background)
-        p10, p11 = _pixel(image, ir + 1, ic, background), _pixel(image, ir + 1, ic + 1, background)
-    return (1.0 - fr) * ((1.0 - fc) * p00 + fc * p01) + fr * ((1.0 - fc) * p10 + fc * p11)
-
-
-@njit(cache=True, error_model="numpy")
 def _pixel(image, r, c, background):
     if 0 <= r < image.shape[0] and 0 <= c < image.shape[1]:
         return np.float64(image[r, c])
@@ -96,7 +80,8 @@ def _pixel(image, r, c, background):
                         c_array(f, 3), c_array(f, 1), c_array(types.float64, 1), types.float64))
 @njit(cache=True, error_model="numpy")
 def _distort_image(i, context):
-    """One parallel item of distort_batch: image i."""
+    """One parallel item of distort_batch: image i, bilinear, neighbours outside the
+    image counting as background."""
     images, out, inverse, field, scratch, taps, alpha, background = item_args(context)
     image = images[i]
     H, W = image.shape
@@ -108,13 +93,30 @@ def _distort_image(i, context):
     m00, m01, m02 = inverse[i, 0], inverse[i, 1], inverse[i, 2]
     m10, m11, m12 = inverse[i, 3], inverse[i, 4], inverse[i, 5]
     for r in range(H):
+        row = out[i, r]
+        base_r = m00 * r + m02
+        base_c = m10 * r + m12
         for c in range(W):
-            sr = m00 * r + m01 * c + m02
-            sc = m10 * r + m11 * c + m12
+            sr = base_r + m01 * c
+            sc = base_c + m11 * c
             if elastic:
                 sr += a * field[i, 0, r, c]
                 sc += a * field[i, 1, r, c]
-            out[i, r, c] = _bilinear(image, sr, sc, background)
+            r0 = math.floor(sr)
+            c0 = math.floor(sc)
+            fr, fc = sr - r0, sc - c0
+            if r0 >= 0 and c0 >= 0 and r0 < H - 1 and c0 < W - 1:  # all four inside: no tests
+                y, x = uint64(r0), uint64(c0)
+                p00, p01 = np.float64(image[y, x]), np.float64(image[y, x + 1])
+                p10, p11 = np.float64(image[y + 1, x]), np.float64(image[y + 1, x + 1])
+            elif r0 < -1 or c0 < -1 or r0 >= H or c0 >= W:  # all four outside
+                row[uint64(c)] = background
+                continue
+            else:
+                ir, ic = int(r0), int(c0)
+                p00, p01 = _pixel(image, ir, ic, background), _pixel(image, ir, ic + 1, background)
+                p10, p11 = _pixel(image, ir + 1, ic, background), _pixel(image, ir + 1, ic + 1, background)
+            row[uint64(c)] = (1.0 - fr) * ((1.0 - fc) * p00 + fc * p01) + fr * ((1.0 - fc) * p10 + fc * p11)
 
 
 @njit(cache=True, error_model="numpy")
