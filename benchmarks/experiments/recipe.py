@@ -54,6 +54,8 @@ RECIPES = {
         "pytorch + affine + dropout + smoothing": ["train.init=pytorch", *AFFINE, "fc.0.dropout=0.25",
                                                    "fc.1.dropout=0.25", "train.label_smoothing=0.1"],
         "pytorch + affine, lr 0.003": ["train.init=pytorch", *AFFINE, "train.lr=0.003"],
+        "pytorch + affine + smoothing 0.1, lr 0.003": ["train.init=pytorch", *AFFINE, "train.label_smoothing=0.1",
+                                                       "train.lr=0.003"],
         "pytorch + affine + light elastic + dropout": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
                                                        "fc.0.dropout=0.25", "fc.1.dropout=0.25"],
         "pytorch + affine + light elastic + smoothing": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC,
@@ -100,13 +102,24 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--recipes", default=None, help="comma-separated names (default: all of the config's)")
+    parser.add_argument("--recipes", default=None, help="names separated by ';' (default: all of the config's)")
     parser.add_argument("--results", type=Path, default=HERE / "RESULTS-recipe.md")
     args = parser.parse_args(argv)
 
     recipes = RECIPES[args.config]
-    names = [n.strip() for n in args.recipes.split(",")] if args.recipes else list(recipes)
-    rows, started = [], time.perf_counter()
+    names = [n.strip() for n in args.recipes.split(";")] if args.recipes else list(recipes)
+    unknown = [n for n in names if n not in recipes]
+    if unknown:
+        parser.error(f"--recipes: unknown {unknown[0]!r}; {args.config} has: {'; '.join(recipes)}")
+    started = time.perf_counter()
+    git = git_state() or {}
+    header = [f"## {datetime.date.today()} — `recipe.py {' '.join(argv or sys.argv[1:])}`", "",
+              f"Commit `{git.get('commit', 'unknown')}`{' (with uncommitted changes)' if git.get('dirty') else ''}, "
+              f"{cpu_model()}, {args.threads} thread(s), seeds {' '.join(map(str, args.seeds))}. Accuracy in %, "
+              f"mean ± sd over seeds: validation (400 digits, chooses) and test (1,000 digits, reported).", "",
+              "| recipe | overrides | val | test | test per seed | train s |", "|---|---|---|---|---|---|"]
+    with open(args.results, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(header) + "\n")
     for name in names:
         runs = [run_once(args.config, recipes[name], seed, args.data_dir, args.threads) for seed in args.seeds]
         val = [100 * r["best_val_accuracy"] for r in runs]
@@ -115,16 +128,10 @@ def main(argv=None) -> int:
         row = (f"| {name} | `{' '.join(recipes[name]) or '(shipped)'}` | {_stat(val)} | {_stat(test)} | "
                f"{' / '.join(f'{v:.1f}' for v in test)} | {statistics.mean(seconds):.0f} |")
         print(row, flush=True)
-        rows.append(row)
-    git = git_state() or {}
-    header = [f"## {datetime.date.today()} — `recipe.py {' '.join(argv or sys.argv[1:])}`", "",
-              f"Commit `{git.get('commit', 'unknown')}`{' (with uncommitted changes)' if git.get('dirty') else ''}, "
-              f"{cpu_model()}, {args.threads} thread(s), seeds {' '.join(map(str, args.seeds))}, "
-              f"{time.perf_counter() - started:.0f} s in all. Accuracy in %, mean ± sd over seeds: validation "
-              f"(400 digits, chooses) and test (1,000 digits, reported).", "",
-              "| recipe | overrides | val | test | test per seed | train s |", "|---|---|---|---|---|---|"]
+        with open(args.results, "a", encoding="utf-8") as handle:  # row by row: a long search keeps what it did
+            handle.write(row + "\n")
     with open(args.results, "a", encoding="utf-8") as handle:
-        handle.write("\n".join(header + rows) + "\n\n")
+        handle.write(f"\n{time.perf_counter() - started:.0f} s in all.\n\n")
     print(f"appended to {args.results}")
     return 0
 
