@@ -264,3 +264,30 @@ def test_augment_section_is_complete_in_the_resolved_config():
     config = load_config("lenet5", [parse_set_option("data.augment.elastic.alpha=34")])
     augment = config.resolved["data"]["augment"]
     assert augment["elastic"] == {"alpha": 34.0, "sigma": 4.0} and augment["rotate"] >= 0
+
+
+def test_checkpoints_from_before_the_noise_stream_still_resume(tmp_path, small_mnist, tiny_config):
+    """A checkpoint whose meta and config lack the new fields (noise_state, stopped,
+    train.init, data.augment...) resumes, and ends as a run that never stopped."""
+    config = load_config(tiny_config, [(["train", "epochs"], 1)])
+    first = _trainer(config, small_mnist.folder, tmp_path / "old")
+    first.run()
+    path = tmp_path / "old" / "last.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(str(arrays["meta.json"]))
+    saved_config = json.loads(str(arrays["config.json"]))
+    for key in ("noise_state", "stopped"):
+        del meta[key]
+    for key in ("init", "label_smoothing", "patience"):
+        del saved_config["train"][key]
+    del saved_config["data"]["augment"]
+    arrays["meta.json"], arrays["config.json"] = np.array(json.dumps(meta)), np.array(json.dumps(saved_config))
+    np.savez(path, **arrays)
+    result = runner.invoke(app, ["train", "--resume", str(path), "--data-dir", str(small_mnist.folder), "--epochs", "2",
+                                 "--offline", "--quiet"])
+    assert result.exit_code == 0, result.output
+    whole = _trainer(load_config(tiny_config), small_mnist.folder, tmp_path / "whole")
+    whole.run()
+    a, b = _weights(path), _weights(tmp_path / "whole" / "last.npz")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
