@@ -4,9 +4,10 @@ Determinism: the only randomness is the initial weights (from the seed), one
 permutation per epoch drawn from a NumPy generator whose state is saved in every
 checkpoint, and the training noise — distortion parameters (data.augment) and
 dropout masks — drawn batch by batch from a second generator (the "noise
-stream", seeded from the seed too), whose state every checkpoint also saves. The kernels are deterministic for a given thread count, so a run
-interrupted at any batch and resumed ends with the same weights, bit for bit, as
-one that never stopped.
+stream", seeded from the seed too), whose state every checkpoint also saves.
+The kernels are deterministic for a given thread count, so a run interrupted at
+any batch and resumed ends with the same weights, bit for bit, as one that
+never stopped.
 """
 
 from __future__ import annotations
