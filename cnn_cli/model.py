@@ -75,7 +75,7 @@ class Model:
         self.config = config
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(config.train["seed"] if seed is None else seed)
-        init = config.train.get("init", "he_normal")
+        init = config.train.get("init", "pytorch")
         self.layers: list[Layer] = [build_layer(shape, self.dtype, rng, init) for shape in config.layers]
         # Nobody needs the gradient with respect to the images themselves.
         self.layers[0].need_dx = False
