@@ -70,6 +70,10 @@ RECIPES = {
         "he_normal + affine + light elastic": ["train.init=he_normal", *AFFINE, *LIGHT_ELASTIC],
         "he_normal, cosine 2e-3 + affine + light elastic": ["train.init=he_normal", "train.schedule=cosine",
                                                            "train.lr=0.002", *AFFINE, *LIGHT_ELASTIC],
+        "pytorch, cosine 2e-3": ["train.init=pytorch", "train.schedule=cosine", "train.lr=0.002"],
+        "pytorch + affine + light elastic": ["train.init=pytorch", *AFFINE, *LIGHT_ELASTIC],
+        "pytorch, cosine 2e-3 + affine + light elastic": ["train.init=pytorch", "train.schedule=cosine",
+                                                          "train.lr=0.002", *AFFINE, *LIGHT_ELASTIC],
     },
     "caffe-lenet": {
         "he_normal (old default)": ["train.init=he_normal"],
