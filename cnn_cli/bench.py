@@ -51,8 +51,8 @@ JSON (`cnn bench --json`; every duration in seconds unless the key says ms):
 
 `pass` is forward, backward, loss (forward+backward), update (optimizer),
 step (the whole training step) or distort (data.augment on a uint8 batch of
-layer_batch images: the config's settings, or when it has none the affine
-distortions alone and with elastic ones, BENCH_AFFINE and BENCH_ELASTIC).
+layer_batch images: the affine distortions alone and with elastic ones,
+BENCH_AFFINE and BENCH_ELASTIC, and the config's own when they differ).
 """
 
 from __future__ import annotations
@@ -397,23 +397,24 @@ def throughput(pair: Pair, kind: str, batch: int, options: BenchOptions, progres
     return row
 
 
-# What the augmentation rows time when the config's data.augment is off: the
-# distortions of LeCun et al. 1998 and Simard et al. 2003 at typical bounds.
+# What the augmentation rows time: the distortions of LeCun et al. 1998 and
+# Simard et al. 2003 at typical bounds (lenet5's own are the affine ones).
 BENCH_AFFINE = {"translate": 2.0, "rotate": 10.0, "scale": 0.1, "squeeze": 0.1, "shear": 0.15}
 BENCH_ELASTIC = {"alpha": 34.0, "sigma": 4.0}
 
 
 def augment_settings(config) -> list[tuple[str, dict]]:
-    """(row name, data.augment settings) for the augmentation rows: the config's own
-    when it distorts, else the affine distortions alone and with elastic ones."""
+    """(row name, data.augment settings) for the augmentation rows: the affine
+    distortions alone and with elastic ones, plus the config's own when they differ."""
     from .augment import is_active
 
     own = config.data["augment"]
-    if is_active(own):
-        return [("augment (config)", own)]
     base = {**own, **BENCH_AFFINE, "probability": 1.0}
-    return [("augment affine", {**base, "elastic": {**own["elastic"], "alpha": 0.0}}),
+    rows = [("augment affine", {**base, "elastic": {**own["elastic"], "alpha": 0.0}}),
             ("augment affine+elastic", {**base, "elastic": dict(BENCH_ELASTIC)})]
+    if is_active(own) and all(own != settings for _, settings in rows):
+        rows.append(("augment (config)", own))
+    return rows
 
 
 def augment_call(settings: dict, images: np.ndarray, seed: int):

@@ -179,7 +179,7 @@ def test_bench_json_has_the_documented_figures(bench_json):
     for row in layers["rows"]:
         assert _positive(row["ours_ms"])
         assert (row["torch_ms"] is None) == (torch is None or row["kind"] == "augment")
-    # lenet5 distorts nothing itself: the affine and the affine + elastic rows, as a share of the step.
+    # lenet5's own distortions are the affine ones: no third row. Each as a share of the step.
     assert [row["name"] for row in augment] == ["augment affine", "augment affine+elastic"]
     step_ms = layers["rows"][[r["name"] for r in layers["rows"]].index("step")]["ours_ms"]
     for row in augment:
