@@ -43,7 +43,7 @@ def main(argv=None) -> int:
 
     from cnn_cli.spec.config import load_config
     from cnn_cli.data import MNIST_MEAN, MNIST_STD, load_split, train_val_split
-    from cnn_cli.reference.torch_model import build_torch_model, init_like_ours, make_torch_optimizer
+    from cnn_cli.reference.torch_model import build_torch_model, init_like_ours, init_like_pytorch, make_torch_optimizer
 
     sets = []
     if args.epochs is not None:
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     x_test, y_test = to_tensor(test_images), torch.from_numpy(test_labels.astype(np.int64))
 
     net = build_torch_model(config)
-    init_like_ours(net, config, train_cfg["seed"])
+    # train.init chooses the distribution, as in our layers.
+    (init_like_pytorch if train_cfg.get("init") == "pytorch" else init_like_ours)(net, config, train_cfg["seed"])
     optimizer = make_torch_optimizer(train_cfg, net)
     steps = math.ceil(len(y_train) / train_cfg["batch_size"])
     total = train_cfg["epochs"] * steps

@@ -164,6 +164,7 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Overrides train.seed (weights, shuffling, validation split)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (default: all cores)."),
     set_: List[str] = typer.Option([], "--set", help="Override any config field: key.path=value (e.g. train.momentum=0.95, fc.0.units=100); repeatable."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Overrides train.patience: stop after N epochs without a better validation accuracy."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from a checkpoint (last.npz) where it stopped."),
     offline: bool = typer.Option(False, "--offline", help="Never download; fail if the dataset's files are missing."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain line-by-line output, no progress bars."),
@@ -178,7 +179,7 @@ def train(
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline,
-               quiet, dataset)
+               quiet, dataset, patience)
     except (KeyboardInterrupt, Terminated) as stop:
         from .lastresort import current_run_dir
 
@@ -188,7 +189,7 @@ def train(
 
 
 def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, threads, set_, resume, offline, quiet,
-           dataset):
+           dataset, patience):
     from .spec.config import load_config, parse_set_option
     from .data.download import resolve_data_dir
     from .commands.progress import make_reporter
@@ -198,7 +199,7 @@ def _train(config, data_dir, run_dir, epochs, batch_size, lr, optimizer, seed, t
     if dataset is not None:
         sets.append((["data", "dataset"], checked_dataset(dataset)))
     for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr),
-                       ("optimizer", optimizer), ("seed", seed)):
+                       ("optimizer", optimizer), ("seed", seed), ("patience", patience)):
         if value is not None:
             sets.append((["train", key], value))
     if config is not None:
@@ -504,6 +505,28 @@ def serve(
     from .data.download import resolve_data_dir
 
     run_serve(checkpoint, host, port, resolve_data_dir(data_dir))
+
+
+@app.command()
+@user_errors_exit_2
+def augment(
+    config: str = typer.Argument("lenet5", help=CONFIG_HELP),
+    index: int = typer.Option(0, "--index", min=0, metavar="N", help="The digit of the split to distort."),
+    count: int = typer.Option(11, "--count", metavar="K", help="How many distorted versions to draw."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="FILE.png", help="Also write them as a PNG grid (needs matplotlib)."),
+    set_: List[str] = typer.Option([], "--set", help="Override config fields, e.g. data.augment.rotate=15; repeatable."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the random distortions."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+    split: str = typer.Option("train", "--split", help="train or test."),
+    offline: bool = typer.Option(False, "--offline", help="Never download; fail if MNIST files are missing."),
+):
+    """One digit and K distorted versions of it, as data.augment draws them for training."""
+    from .commands.augment import run_augment
+    from .spec.config import load_config, parse_set_option
+    from .data.download import resolve_data_dir
+
+    cfg = load_config(config, [parse_set_option(text) for text in set_])
+    print("\n".join(run_augment(cfg, resolve_data_dir(data_dir), split, index, count, seed, offline, out)))
 
 
 @app.command()

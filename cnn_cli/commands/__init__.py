@@ -1,1 +1,1 @@
-"""One module per CLI command (cli.py parses the options and calls these)."""
+"""One module per CLI command (cli.py only parses options and calls these)."""

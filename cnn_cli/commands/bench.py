@@ -41,14 +41,18 @@ JSON (`cnn bench --json`; every duration in seconds unless the key says ms):
      "inference": [same rows],
      "layers": {"batch_size", "rows": [{"name", "kind", "pass", "ours_ms",
                 "torch_ms": float|null, "ratio": float|null}]},
+               (augmentation rows: kind "augment", pass "distort", torch_ms null,
+                plus "step_fraction": ours_ms ÷ the training step's ours_ms)
      "compile": {"cold_s", "cache_load_s", "cold_process_s", "cached_process_s",
                  "import_s", "first_batch_after_launch_s", "batch_size",
                  "kernels": [names], "networks": [...]} | null}
 
     FIGURE = {"images_per_s" (median), "ms_per_batch", "repetitions" [img/s each]}
 
-`pass` is forward, backward, loss (forward+backward), update (optimizer) or
-step (the whole training step).
+`pass` is forward, backward, loss (forward+backward), update (optimizer),
+step (the whole training step) or distort (data.augment on a uint8 batch of
+layer_batch images: the affine distortions alone and with elastic ones,
+BENCH_AFFINE and BENCH_ELASTIC, and the config's own when they differ).
 """
 
 from __future__ import annotations
@@ -393,6 +397,34 @@ def throughput(pair: Pair, kind: str, batch: int, options: BenchOptions, progres
     return row
 
 
+# What the augmentation rows time: the distortions of LeCun et al. 1998 and
+# Simard et al. 2003 at typical bounds (lenet5's own are the affine ones).
+BENCH_AFFINE = {"translate": 2.0, "rotate": 10.0, "scale": 0.1, "squeeze": 0.1, "shear": 0.15}
+BENCH_ELASTIC = {"alpha": 34.0, "sigma": 4.0}
+
+
+def augment_settings(config) -> list[tuple[str, dict]]:
+    """(row name, data.augment settings) for the augmentation rows: the affine
+    distortions alone and with elastic ones, plus the config's own when they differ."""
+    from .augment import is_active
+
+    own = config.data["augment"]
+    base = {**own, **BENCH_AFFINE, "probability": 1.0}
+    rows = [("augment affine", {**base, "elastic": {**own["elastic"], "alpha": 0.0}}),
+            ("augment affine+elastic", {**base, "elastic": dict(BENCH_ELASTIC)})]
+    if is_active(own) and all(own != settings for _, settings in rows):
+        rows.append(("augment (config)", own))
+    return rows
+
+
+def augment_call(settings: dict, images: np.ndarray, seed: int):
+    """One training batch's distortion as the trainer runs it: draw, then the kernel."""
+    from .augment import Augmenter
+
+    augmenter, rng = Augmenter(settings), np.random.default_rng(seed)
+    return lambda: augmenter(images, rng)
+
+
 def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
     """Each layer's forward and backward alone, the fused conv + pooling steps, the loss,
     the update and the whole step, in ms."""
@@ -508,6 +540,11 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
             lambda: pair.optimizer.step(list(model.parameters()), pair.lr), t_update)
     measure("step", "step", "step", pair.ours_train(x, y), pair.torch_train(x, y) if torch is not None else None)
     model.clear_caches()
+    step_ms = rows[-1]["ours_ms"]
+    for name, settings in augment_settings(pair.config):
+        images = pair.rng.integers(0, 256, (batch, pair.config.input.height, pair.config.input.width), dtype=np.uint8)
+        measure(name, "augment", "distort", augment_call(settings, images, options.seed), None)
+        rows[-1]["step_fraction"] = rows[-1]["ours_ms"] / step_ms
     if progress:
         step = rows[-1]
         vs = f", torch {step['torch_ms']:.2f} ms (×{step['ratio']:.2f})" if step["torch_ms"] else ""
@@ -720,11 +757,19 @@ def render_bench(result: dict) -> list:
         table.add_column("torch", justify="right")
         table.add_column("torch ÷ ours", justify="right")
     for row in layers["rows"]:
+        if row["kind"] == "augment":
+            continue
         cells = [row["name"], row["pass"], _num(row["ours_ms"], ".3f")]
         if has_torch:
             cells += [_num(row["torch_ms"], ".3f"), _ratio_text(row["ratio"])]
         table.add_row(*cells)
     out.append(table)
+    for row in layers["rows"]:
+        if row["kind"] == "augment":
+            fraction = row.get("step_fraction")
+            share = f" = {100 * fraction:.1f} % of the training step (target ≤ 15 %)" if fraction is not None else ""
+            out.append(Text(f"{row['name']}: {row['ours_ms']:.3f} ms to distort a batch of "
+                            f"{layers['batch_size']}{share}"))
     c = result["compile"]
     if c:
         out.append(Text(f"compile: cold {c['cold_s']:.1f} s for every kernel ({len(c['kernels'])}; target ≤ "

@@ -1,10 +1,13 @@
 """The training loop: data, run folder, epochs, checkpoints, resume, Ctrl-C.
 
-Determinism: the only randomness is the initial weights (from the seed) and one
+Determinism: the only randomness is the initial weights (from the seed), one
 permutation per epoch drawn from a NumPy generator whose state is saved in every
-checkpoint. The kernels are deterministic for a given thread count, so a run
-interrupted at any batch and resumed ends with the same weights, bit for bit, as
-one that never stopped.
+checkpoint, and the training noise — distortion parameters (data.augment) and
+dropout masks — drawn batch by batch from a second generator (the "noise
+stream", seeded from the seed too), whose state every checkpoint also saves.
+The kernels are deterministic for a given thread count, so a run interrupted at
+any batch and resumed ends with the same weights, bit for bit, as one that
+never stopped.
 """
 
 from __future__ import annotations
@@ -91,7 +94,15 @@ class Position:
     best_val_acc: float = -1.0
     best_epoch: int = 0
     history: list = field(default_factory=list)
+    noise_state: dict = field(default_factory=dict)  # the noise stream's state when the checkpoint was written
+    stopped: Optional[str] = None  # "patience" once early stopping ended the run
 
+
+# Checkpoints written before these fields existed resume with their defaults.
+POSITION_OPTIONAL = ("noise_state", "stopped")
+# Second entry of the noise stream's seed: its numbers never coincide with the
+# weights' or the permutations' (both from default_rng(seed)).
+NOISE_STREAM = 1
 
 # ---------------------------------------------------------------- data
 
@@ -133,6 +144,7 @@ def write_metrics(path: Path, history: list[dict]) -> None:
 class Trainer:
     def __init__(self, config: Config, dataset: Dataset, run_dir: Path, options: TrainOptions,
                  reporter: PlainReporter):
+        from ..data.augment import make_augmenter
         from ..data import make_preparer
         from ..nn.model import Model
         from ..nn.optim import make_optimizer
@@ -147,7 +159,9 @@ class Trainer:
         self.optimizer = make_optimizer(self.train_cfg, [(n, p) for n, p, _ in self.model.parameters()])
         self.prepare = make_preparer(config, dataset.info)
         self.rng = np.random.default_rng(self.train_cfg["seed"])
-        self.position = Position(rng_state=self.rng.bit_generator.state)
+        self.noise = np.random.default_rng([self.train_cfg["seed"], NOISE_STREAM])
+        self.augment = make_augmenter(config)
+        self.position = Position(rng_state=self.rng.bit_generator.state, noise_state=self.noise.bit_generator.state)
         self.interrupted = 0  # the signal that asked us to stop, 0 while none did
         self.saving: Optional[Path] = None  # the checkpoint being written, for a second Ctrl-C's message
         self.lock = None  # runlock.RunLock held from prepare_run until the command ends
@@ -175,11 +189,19 @@ class Trainer:
         except (KeyError, TypeError, ValueError, OverflowError) as error:
             raise UserError(f"{path}: cannot resume from this checkpoint (optimizer state: {str(error)[:80]}); "
                             f"it is damaged or from another optimizer") from None
-        self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__})
+        try:
+            self.position = Position(**{k: meta[k] for k in Position.__dataclass_fields__
+                                        if k in meta or k not in POSITION_OPTIONAL})
+            if self.position.noise_state:
+                self.noise.bit_generator.state = self.position.noise_state
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{path}: cannot resume from this checkpoint (position state: {str(error)[:80]}); "
+                            f"it is damaged") from None
         self.resumed = True
 
     def save(self, name: str) -> Path:
         path = self.run_dir / name
+        self.position.noise_state = self.noise.bit_generator.state
         meta = dict(vars(self.position))
         meta["threads"] = self.options.threads
         if self.data.info is not None:
@@ -208,7 +230,10 @@ class Trainer:
         epochs' seconds and img/s measure training only. Weights, optimizer state
         and the random generator are untouched, so resuming stays bit for bit."""
         with compile_notice(self.reporter.message):
-            x = self.prepare(self.data.train_images[:1])
+            images = self.data.train_images[:1]
+            if self.augment is not None:  # a throwaway generator: the noise stream stays untouched
+                images = self.augment(images, np.random.default_rng(0))
+            x = self.prepare(images)
             self.model.loss_and_gradients(x, self.data.train_labels[:1])
             self.optimizer.load_kernel(next(self.model.parameters()))
             self.model.clear_caches()
@@ -222,7 +247,7 @@ class Trainer:
         previous_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         self._load_kernels()
         try:
-            while pos.epoch < epochs:
+            while pos.epoch < epochs and not pos.stopped:
                 # The permutation is re-drawn from the state saved at the epoch's start,
                 # so a resume in the middle of an epoch sees the same order.
                 self.rng.bit_generator.state = pos.rng_state
@@ -231,10 +256,13 @@ class Trainer:
                 while pos.batch < steps:
                     started = time.perf_counter()
                     idx = order[pos.batch * batch_size:(pos.batch + 1) * batch_size]
-                    x = self.prepare(self.data.train_images[idx])
+                    images = self.data.train_images[idx]
+                    if self.augment is not None:
+                        images = self.augment(images, self.noise)
+                    x = self.prepare(images)
                     y = self.data.train_labels[idx]
                     lr = learning_rate(cfg, pos.step, steps)
-                    loss, logits = self.model.loss_and_gradients(x, y)
+                    loss, logits = self.model.loss_and_gradients(x, y, self.noise, cfg["label_smoothing"])
                     if pos.step == 0 and not self.resumed:
                         self._check_first_step(loss, x, lr)
                     if not math.isfinite(loss):
@@ -254,12 +282,21 @@ class Trainer:
                         self.save("last.npz")
                         raise TrainingInterrupted(self.resume_command(), self.interrupted)
                 self._finish_epoch(learning_rate(cfg, pos.step - 1, steps))
+        except BaseException:
+            self.release_lock()  # interrupted or failed: the run folder is free for --resume
+            raise
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
             self.model.clear_caches()
             self.reporter.close()
-        return self._final_summary()
+        summary = self._final_summary()
+        self.release_lock()
+        return summary
+
+    def release_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.release()  # idempotent: the command's own release at its end is then a no-op
 
     def _diverged(self, what: str, lr: float):
         last = self.run_dir / "last.npz"
@@ -309,6 +346,9 @@ class Trainer:
         improved = score > pos.best_val_acc
         if improved:
             pos.best_val_acc, pos.best_epoch = score, pos.epoch
+        patience = self.train_cfg["patience"]
+        if val and patience and pos.epoch - pos.best_epoch >= patience and pos.epoch < self.train_cfg["epochs"]:
+            pos.stopped = "patience"
         # best.npz first: a kill between the two writes then leaves last.npz one
         # epoch behind (redone on resume), never pointing at a best that is missing.
         if improved:
@@ -316,6 +356,9 @@ class Trainer:
         self.save("last.npz")
         write_metrics(self.run_dir / "metrics.csv", pos.history)
         self.reporter.end_epoch(row)
+        if pos.stopped:
+            self.reporter.message(f"stopping early: validation accuracy has not improved for {patience} epochs "
+                                  f"(best {100 * pos.best_val_acc:.2f}% at epoch {pos.best_epoch})")
 
     def _final_summary(self) -> dict[str, Any]:
         best_path = self.run_dir / "best.npz"
@@ -333,6 +376,7 @@ class Trainer:
             "best_epoch": self.position.best_epoch,
             "best_val_accuracy": history[self.position.best_epoch - 1]["val_acc"] if history else None,
             "epochs": len(history),
+            "stopped": self.position.stopped or "epochs",
             "train_samples": int(len(self.data.train_labels)),
             "val_samples": int(len(self.data.val_labels)),
             "train_seconds": sum(row["seconds"] for row in history),

@@ -237,8 +237,9 @@ def preprocess(
     pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
     """
     images = np.asarray(images)
-    if images.dtype != np.uint8:
-        raise ValueError(f"preprocess expects uint8 images, got {images.dtype}")
+    # float32 in the same 0-255 units: distorted training batches (kernels/augment.py).
+    if images.dtype not in (np.uint8, np.float32):
+        raise ValueError(f"preprocess expects uint8 (or float32 0-255) images, got {images.dtype}")
     if images.ndim == 3:
         images = images[:, None]
     if images.ndim != 4:

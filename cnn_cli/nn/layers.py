@@ -83,6 +83,23 @@ def _init_std(activation: str, fan_in: int) -> float:
     return float(np.sqrt((2.0 if activation == "relu" else 1.0) / max(fan_in, 1)))
 
 
+def init_weight_bias(init: str, activation: str, fan_in: int, weight_shape, units: int, dtype,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(weight, bias) drawn as train.init says.
+
+    he_normal: normal weights, std √(2/fan_in) before ReLU, √(1/fan_in) otherwise; zero biases.
+    pytorch: PyTorch's default for nn.Conv2d/nn.Linear (kaiming_uniform with a = √5):
+    weights and biases uniform in ±1/√fan_in. Its smaller weights and non-zero
+    biases are what closed the accuracy gap to PyTorch (benchmarks/experiments/gap.py).
+    """
+    if init == "pytorch":
+        bound = 1.0 / np.sqrt(max(fan_in, 1))
+        weight = rng.uniform(-bound, bound, weight_shape).astype(dtype)
+        return weight, rng.uniform(-bound, bound, units).astype(dtype)
+    std = _init_std(activation, fan_in)
+    return (rng.standard_normal(weight_shape) * std).astype(dtype), np.zeros(units, dtype=dtype)
+
+
 # ---------------------------------------------------------------- convolution
 
 
@@ -96,7 +113,7 @@ class Conv2D(Layer):
 
     family = "conv"
 
-    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal"):
         spec: ConvSpec = shape.spec
         super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
         self.spec = spec
@@ -114,9 +131,8 @@ class Conv2D(Layer):
         self._dense_at = (None if spec.connections is None
                           else tables.dense_index(self.conn[1], self.conn[2], channels, fh, fw))
         fan_in = self.connections * fh * fw // spec.filters
-        std = _init_std(spec.activation, fan_in)
-        self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
-        self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
+        self.params["weight"], self.params["bias"] = init_weight_bias(
+            init, spec.activation, fan_in, weight_shape, spec.filters, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
         self.geometry = conv_geometry(spec.kernel, spec.stride, spec.padding, self.out_shape[1:])
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
@@ -307,24 +323,31 @@ class Dense(Layer):
 
     family = "dense"
 
-    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal"):
         spec: DenseSpec = shape.spec
         super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
         self.spec = spec
         fan_in = int(np.prod(self.in_shape))
-        std = _init_std(spec.activation, fan_in)
-        self.params["weight"] = (rng.standard_normal((fan_in, spec.units)) * std).astype(self.dtype)
-        self.params["bias"] = np.zeros(spec.units, dtype=self.dtype)
+        self.params["weight"], self.params["bias"] = init_weight_bias(
+            init, spec.activation, fan_in, (fan_in, spec.units), spec.units, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
+        self.dropout = spec.dropout
+        # Inverted dropout's mask (B, units): 0 or 1/(1−p) per output, drawn by the
+        # model for each training step; None: no dropout (inference, or no noise given).
+        self.dropout_mask: np.ndarray | None = None
         self._cache_x = self._cache_y = self._cache_shape = None
 
     def forward(self, x):
         x2 = x.reshape(x.shape[0], -1)
         y = dense_k.dense_forward(x2, self.params["weight"], self.params["bias"], self.act)
         self._cache_x, self._cache_y, self._cache_shape = x2, y, x.shape
+        if self.training and self.dropout_mask is not None:
+            return y * self.dropout_mask
         return y
 
     def backward(self, dy):
+        if self.dropout_mask is not None:
+            dy = dy * self.dropout_mask
         dx, dw, db = dense_k.dense_backward(
             dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx
         )
@@ -366,14 +389,14 @@ class RbfOutput(Layer):
 POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample": Subsample2D}
 
 
-def build_layer(shape: LayerShape, dtype, rng: np.random.Generator) -> Layer:
+def build_layer(shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal") -> Layer:
     spec = shape.spec
     if spec.family == "conv":
-        return Conv2D(shape, dtype, rng)
+        return Conv2D(shape, dtype, rng, init)
     if spec.family == "pool":
         return POOL_LAYERS[spec.kind](shape, dtype, rng)
     if spec.family == "dense":
-        return Dense(shape, dtype, rng)
+        return Dense(shape, dtype, rng, init)
     if spec.family == "rbf":
         return RbfOutput(shape, dtype, rng)
     raise ValueError(f"unknown layer kind {spec.family!r}")  # config validation makes this unreachable

@@ -16,6 +16,23 @@ from ..kernels.loss import softmax, softmax_cross_entropy
 from .layers import ConvMaxPool, Layer, build_layer
 
 
+def smoothed_cross_entropy(logits: np.ndarray, labels: np.ndarray, eps: float, loss: float,
+                           dlogits: np.ndarray) -> tuple[float, np.ndarray]:
+    """PyTorch's label smoothing (F.cross_entropy(label_smoothing=ε)) from the plain
+    loss and gradient: targets (1−ε)·onehot + ε/K, so the loss is
+    (1−ε)·CE + ε·mean_k(−log p_k) and the gradient (p − target)/B =
+    dlogits + ε·(onehot − 1/K)/B. A few hundred numbers a step: NumPy, float64."""
+    batch, classes = logits.shape
+    z = logits.astype(np.float64)
+    top = z.max(axis=1, keepdims=True)
+    lse = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    uniform_nll = float((lse - z.mean(axis=1)).mean())
+    smoothed = (1.0 - eps) * loss + eps * uniform_nll
+    shift = np.full((batch, classes), -eps / (classes * batch))
+    shift[np.arange(batch), labels] += eps / batch
+    return smoothed, (dlogits + shift).astype(dlogits.dtype)
+
+
 def execution_plan(layers: list[Layer]) -> list:
     """The layers in order, with every conv + 2×2/2 max pooling pair that one
     kernel can run replaced by a ConvMaxPool step."""
@@ -57,7 +74,8 @@ class Model:
         self.config = config
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(config.train["seed"] if seed is None else seed)
-        self.layers: list[Layer] = [build_layer(shape, self.dtype, rng) for shape in config.layers]
+        init = config.train.get("init", "pytorch")
+        self.layers: list[Layer] = [build_layer(shape, self.dtype, rng, init) for shape in config.layers]
         # Nobody needs the gradient with respect to the images themselves.
         self.layers[0].need_dx = False
         self.flat_params, self.flat_grads = pack_parameters(self.layers, self.dtype)
@@ -68,6 +86,17 @@ class Model:
         return self.config.input.shape
 
     # ------------------------------------------------------------ compute
+
+    def draw_dropout_masks(self, batch: int, noise: np.random.Generator | None) -> None:
+        """Give every dense layer with dropout p its mask for the next training step:
+        1/(1−p) where noise.random() ≥ p, else 0 (inverted dropout: the expected
+        output is unchanged, and inference needs no scaling). No noise: no dropout."""
+        for layer in self.layers:
+            if getattr(layer, "dropout", 0.0) > 0:
+                layer.dropout_mask = None
+                if noise is not None:
+                    keep = noise.random((batch, layer.out_shape[0]), dtype=np.float32) >= np.float32(layer.dropout)
+                    layer.dropout_mask = keep * self.dtype.type(1.0 / (1.0 - layer.dropout))
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """Logits (B, classes) for a batch (B, C, H, W) of the model's dtype.
@@ -93,10 +122,16 @@ class Model:
             grad = step.backward(grad)
         return grad
 
-    def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-        """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""
+    def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray, noise: np.random.Generator | None = None,
+                           label_smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+        """Forward, mean softmax cross-entropy, backward; returns (loss, logits).
+        `noise` draws the dropout masks (none without it); `label_smoothing` ε
+        mixes the targets with the uniform distribution (smoothed_cross_entropy)."""
+        self.draw_dropout_masks(len(x), noise)
         logits = self.forward(x, training=True)
         loss, dlogits = softmax_cross_entropy(logits, labels)
+        if label_smoothing:
+            loss, dlogits = smoothed_cross_entropy(logits, labels, label_smoothing, float(loss), dlogits)
         self.backward(dlogits)
         return float(loss), logits
 

@@ -232,6 +232,36 @@ def init_like_ours(net, config: Config, seed: int = 0) -> None:
                 module.bias.zero_()
 
 
+def init_like_pytorch(net, config: Config, seed: int = 0) -> None:
+    """PyTorch's own default for nn.Conv2d / nn.Linear (kaiming_uniform with a = √5):
+    weights and biases uniform in ±1/√fan_in (fan_in counting connected input maps
+    only, as `train.init: pytorch` does in our layers). Same distribution as ours
+    with that init, not the same numbers."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(seed))
+    modules = dict(net.layers.named_children())
+    with torch.no_grad():
+        for shape in config.layers:
+            spec, module = shape.spec, modules[shape.spec.name]
+            if spec.family in ("conv", "dense"):
+                w = module.weight
+                mask = getattr(module, "mask", None)
+                if spec.family == "conv":
+                    connections = int(mask.sum().item()) if mask is not None else w.shape[0] * w.shape[1]
+                    fan_in = connections * w.shape[2] * w.shape[3] // w.shape[0]
+                else:
+                    fan_in = w.shape[1]
+                bound = 1.0 / max(fan_in, 1) ** 0.5
+                w.copy_((torch.rand(w.shape, generator=generator) * 2 - 1) * bound)
+                if mask is not None:
+                    w.mul_(mask)
+                module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
+            elif spec.family == "pool" and spec.kind == "subsample":
+                module.beta.fill_(1.0 / (spec.size[0] * spec.size[1]))
+                module.bias.zero_()
+
+
 def copy_weights(ours, theirs) -> None:
     """Copy every parameter of our Model into the PyTorch network, layer by layer.
 

@@ -32,6 +32,7 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 RBF_CENTRES = ("digits",)
 FLOAT32_MAX = 3.4028234663852886e38
+INITS = ("he_normal", "pytorch")
 
 # Layer names become checkpoint keys (`conv1.weight`); these would collide with
 # the checkpoint's own entries.
@@ -52,9 +53,25 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "step_size": 5,
     "gamma": 0.1,
     "seed": 0,
+    # PyTorch's default init: He-normal weights with zero biases trailed it by ~0.4
+    # points on lenet5 (benchmarks/experiments/gap.py, RESULTS-gap.md).
+    "init": "pytorch",
+    "label_smoothing": 0.0,
+    "patience": None,  # epochs without a better validation accuracy before stopping; None: never stop early
 }
+# Distortions of each training image (augment.py); zero bounds leave the images as they are.
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "translate": 0.0, "rotate": 0.0, "scale": 0.0, "squeeze": 0.0, "shear": 0.0,
+    "elastic": {"alpha": 0.0, "sigma": 4.0}, "probability": 1.0,
+}
+# Allowed ranges (low, high) and units, for validation and its messages.
+AUGMENT_RANGES: dict[str, tuple[float, float, str]] = {
+    "translate": (0.0, 14.0, " pixels"), "rotate": (0.0, 180.0, " degrees"), "scale": (0.0, 0.9, ""),
+    "squeeze": (0.0, 0.9, ""), "shear": (0.0, 1.0, ""), "probability": (0.0, 1.0, ""),
+}
+ELASTIC_RANGES: dict[str, tuple[float, float, str]] = {"alpha": (0.0, 100.0, " pixels"), "sigma": (0.5, 20.0, " pixels")}
 DATA_DEFAULTS: dict[str, Any] = {"dataset": "mnist", "normalize": True, "val_split": 0.1,
-                                 "folder": None, "fit": "pad", "test_split": 0.2}
+                                 "folder": None, "fit": "pad", "test_split": 0.2, "augment": AUGMENT_DEFAULTS}
 FITS = ("pad", "resize")  # how a folder's images are brought to the input size (cnn_cli/data/folder.py)
 
 # ---------------------------------------------------------------- specs
@@ -101,6 +118,7 @@ class DenseSpec:
     name: str
     units: int
     activation: str
+    dropout: float = 0.0  # inverted dropout of the layer's outputs while training
     family: str = "dense"
 
 
@@ -297,7 +315,7 @@ INPUT_KEYS = ("channels", "height", "width", "pad")
 BLOCK_KEYS = ("convs", "pools")
 CONV_KEYS = ("name", "filters", "kernel", "stride", "padding", "activation", "connections")
 POOL_KEYS = ("name", "kind", "size", "stride", "p", "activation")
-FC_KEYS = ("name", "kind", "units", "activation", "centres")
+FC_KEYS = ("name", "kind", "units", "activation", "centres", "dropout")
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DATA_KEYS = tuple(DATA_DEFAULTS)
 
@@ -384,6 +402,9 @@ def validate_config(raw: Any, source: str) -> Config:
     data = _section(r, top.get("data"), "data", DATA_DEFAULTS)
     validate_train(r, train)
     validate_data(r, data)
+    if train["patience"] is not None and data["val_split"] == 0:
+        raise r.fail("train.patience", "early stopping watches validation accuracy; set data.val_split > 0 "
+                                       "or remove patience")
 
     resolved = {
         "name": name,
@@ -416,6 +437,37 @@ def validate_train(r: _Reader, t: dict[str, Any]) -> None:
     r.integer(t["step_size"], "train.step_size")
     r.number(t["gamma"], "train.gamma", low=0.0, high=1.0, low_open=True)
     r.integer(t["seed"], "train.seed", minimum=0)
+    r.choice(t["init"], "train.init", INITS)
+    _in_range(r, t["label_smoothing"], "train.label_smoothing", 0.0, 1.0, high_open=True)
+    if t["patience"] is not None:
+        r.integer(t["patience"], "train.patience")
+
+
+def _in_range(r: _Reader, value: Any, path: str, low: float, high: float, unit: str = "",
+              high_open: bool = False, low_open: bool = False) -> float:
+    """A number in [low, high] (or open at either end); the message names the range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise r.fail(path, f"expected a number, got {_describe(value)}")
+    if value < low or value > high or (high_open and value == high) or (low_open and value == low):
+        left, right = "(" if low_open else "[", ")" if high_open else "]"
+        raise r.fail(path, f"must be in {left}{low:g}, {high:g}{right}{unit}, got {value:g}")
+    return float(value)
+
+
+def validate_augment(r: _Reader, value: Any) -> dict[str, Any]:
+    """data.augment with every default filled in (the resolved form is always complete,
+    so --set data.augment.elastic.alpha=34 finds its section)."""
+    given = {} if value is None else r.mapping(value, "data.augment", tuple(AUGMENT_DEFAULTS))
+    merged = copy.deepcopy(AUGMENT_DEFAULTS)
+    merged.update({k: v for k, v in given.items() if k != "elastic"})
+    for key, (low, high, unit) in AUGMENT_RANGES.items():
+        merged[key] = _in_range(r, merged[key], f"data.augment.{key}", low, high, unit)
+    elastic = given.get("elastic")
+    elastic = {} if elastic is None else r.mapping(elastic, "data.augment.elastic", tuple(ELASTIC_RANGES))
+    merged["elastic"].update(elastic)
+    for key, (low, high, unit) in ELASTIC_RANGES.items():
+        merged["elastic"][key] = _in_range(r, merged["elastic"][key], f"data.augment.elastic.{key}", low, high, unit)
+    return merged
 
 
 def validate_data(r: _Reader, d: dict[str, Any]) -> None:
@@ -438,6 +490,7 @@ def validate_data(r: _Reader, d: dict[str, Any]) -> None:
     elif not isinstance(norm, bool):
         raise r.fail("data.normalize", f"expected true, false or [mean, std], got {_describe(norm)}")
     r.number(d["val_split"], "data.val_split", low=0.0, high=0.9)
+    d["augment"] = validate_augment(r, d["augment"])
 
 
 # ---------------------------------------------------------------- layers
@@ -570,6 +623,8 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
             raise r.fail(f"{path}.kind", "an rbf layer can only be the output (last fc) layer")
         if "activation" in fc:
             raise r.fail(f"{path}.activation", "an rbf layer has no activation; its outputs are squared distances")
+        if "dropout" in fc:
+            raise r.fail(f"{path}.dropout", "dropout is for dense layers; an rbf layer has no units to drop")
         centres = r.choice(fc.get("centres", "digits"), f"{path}.centres", RBF_CENTRES)
         if units != 10 or in_shape != (84,):
             raise r.fail(path, f"centres: digits are 10 bitmaps of 7×12, so units must be 10 and the layer "
@@ -577,9 +632,13 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
         return RbfSpec(name, units, centres), {"name": name, "kind": "rbf", "units": units, "centres": centres}
     if "centres" in fc:
         raise r.fail(f"{path}.centres", "centres are only for kind: rbf")
+    dropout = _in_range(r, fc.get("dropout", 0.0), f"{path}.dropout", 0.0, 1.0, high_open=True)
     # Hidden layers default to relu; the last layer's outputs are logits.
     activation = r.choice(fc.get("activation", "identity" if last else "relu"), f"{path}.activation", ACTIVATIONS)
-    return DenseSpec(name, units, activation), {"name": name, "units": units, "activation": activation}
+    resolved = {"name": name, "units": units, "activation": activation}
+    if dropout:
+        resolved["dropout"] = dropout
+    return DenseSpec(name, units, activation, dropout), resolved
 
 
 # ---------------------------------------------------------------- overrides
@@ -639,6 +698,10 @@ def _settable_keys(parent: list[str], node: dict) -> tuple[str, ...]:
         keys |= set(TRAIN_KEYS)
     elif parent == ["data"]:
         keys |= set(DATA_KEYS)
+    elif parent == ["data", "augment"]:
+        keys |= set(AUGMENT_DEFAULTS)
+    elif parent == ["data", "augment", "elastic"]:
+        keys |= set(ELASTIC_RANGES)
     elif parent == ["input"]:
         keys |= set(INPUT_KEYS)
     elif len(parent) == 3 and parent[0] == "blocks":

@@ -171,13 +171,19 @@ def test_bench_json_has_the_documented_figures(bench_json):
             assert row["torch"] is None and row["ratio"] is None
     layers = r["layers"]
     assert layers["batch_size"] == 4
-    names = [(row["name"], row["pass"]) for row in layers["rows"]]
+    augment = [row for row in layers["rows"] if row["kind"] == "augment"]
+    names = [(row["name"], row["pass"]) for row in layers["rows"] if row["kind"] != "augment"]
     for name in ("conv1", "pool1", "conv2", "pool2", "fc1", "fc2", "fc3", "conv1+pool1", "conv2+pool2"):
         assert (name, "forward") in names and (name, "backward") in names
     assert names[-3:] == [("loss", "loss"), ("optimizer", "update"), ("step", "step")]
     for row in layers["rows"]:
         assert _positive(row["ours_ms"])
-        assert (row["torch_ms"] is None) == (torch is None)
+        assert (row["torch_ms"] is None) == (torch is None or row["kind"] == "augment")
+    # lenet5's own distortions are the affine ones: no third row. Each as a share of the step.
+    assert [row["name"] for row in augment] == ["augment affine", "augment affine+elastic"]
+    step_ms = layers["rows"][[r["name"] for r in layers["rows"]].index("step")]["ours_ms"]
+    for row in augment:
+        assert row["pass"] == "distort" and abs(row["step_fraction"] - row["ours_ms"] / step_ms) < 1e-12
     c = r["compile"]
     for key in ("cold_s", "cache_load_s", "cold_process_s", "cached_process_s", "import_s",
                 "first_batch_after_launch_s"):
@@ -200,6 +206,7 @@ def test_bench_renders_tables(bench_json):
     text = buffer.getvalue()
     assert "training step" in text and "inference" in text and "per layer at batch 4" in text
     assert "compile: cold" in text
+    assert "augment affine+elastic:" in text and "% of the training step (target ≤ 15 %)" in text
     if torch is not None:
         assert "ours ÷ torch" in text and "×" in text
 

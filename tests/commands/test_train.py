@@ -357,11 +357,11 @@ def test_slow_kernel_loading_says_it_is_compiling(tmp_path, small_mnist, tiny_co
     original = Model.loss_and_gradients
     calls = []
 
-    def slow_first(self, x, y):
+    def slow_first(self, x, y, *rest):
         calls.append(1)
         if len(calls) == 1:
             time.sleep(0.5)
-        return original(self, x, y)
+        return original(self, x, y, *rest)
 
     monkeypatch.setattr(Model, "loss_and_gradients", slow_first)
     result = train(tiny_config, "--data-dir", small_mnist.folder, "--run-dir", tmp_path / "run", "--epochs", "1")

@@ -254,7 +254,10 @@ def test_preprocess_bad_pad(pad):
 
 def test_preprocess_rejects_non_uint8_and_bad_shapes():
     with pytest.raises(ValueError):
-        preprocess(np.zeros((1, 2, 2), np.float32))
+        preprocess(np.zeros((1, 2, 2), np.float64))
+    # float32 in 0-255 units (distorted training batches) is read as uint8 would be.
+    images = np.arange(8, dtype=np.uint8).reshape(2, 2, 2) * 30
+    assert np.array_equal(preprocess(images.astype(np.float32), normalize=True), preprocess(images, normalize=True))
     with pytest.raises(ValueError):
         preprocess(np.zeros((2, 2), np.uint8))
     assert preprocess(np.zeros((4, 1, 5, 5), np.uint8)).shape == (4, 1, 5, 5)
