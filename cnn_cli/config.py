@@ -24,9 +24,17 @@ from .geometry import conv_output_size, same_padding
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "scaled_tanh")
 POOL_KINDS = ("max", "mean", "lp", "subsample")
 FC_KINDS = ("dense", "rbf")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sdlm")
 SCHEDULES = ("constant", "step", "cosine")
 RBF_CENTRES = ("digits",)
+# softmax: cross-entropy of softmax(logits); map: LeCun et al. 1998's MAP criterion
+# for RBF outputs, E = y_correct + log(e^(−j) + Σ_i e^(−y_i)) (kernels/loss.py).
+LOSSES = ("softmax", "map")
+# he_normal: today's normal draw, std √(2/F) for relu and √(1/F) otherwise;
+# lecun_uniform: U(±2.4/F), the paper's. F is the unit's own fan-in.
+INITS = ("he_normal", "lecun_uniform")
+# Pooling kinds the second-order (sdlm) pass can go through.
+SDLM_POOLS = ("max", "mean", "subsample")
 
 # LeNet-5's C3 connection table (LeCun et al. 1998, table I; SPEC §7):
 # row = S2 input map, column = C3 output map, X = connected.
@@ -59,6 +67,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "step_size": 5,
     "gamma": 0.1,
     "seed": 0,
+    "init": "he_normal",
+    "loss": "softmax",
+    "map_j": 10.0,
+    "sdlm_mu": 0.02,
+    "sdlm_samples": 500,
+    "track_test": False,
 }
 DATA_DEFAULTS: dict[str, Any] = {"normalize": True, "val_split": 0.1}
 
@@ -88,6 +102,7 @@ class ConvSpec:
     activation: str
     connections: Optional[tuple[tuple[bool, ...], ...]] = None  # (in maps) × (filters)
     kind: str = "conv"
+    init: Optional[str] = None  # None: train.init
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,7 @@ class DenseSpec:
     units: int
     activation: str
     kind: str = "dense"
+    init: Optional[str] = None  # None: train.init
 
 
 @dataclass(frozen=True)
@@ -298,9 +314,9 @@ def _describe(value: Any) -> str:
 TOP_KEYS = ("name", "input", "blocks", "fc", "train", "data")
 INPUT_KEYS = ("channels", "height", "width", "pad")
 BLOCK_KEYS = ("convs", "pools")
-CONV_KEYS = ("name", "filters", "kernel", "stride", "padding", "activation", "connections")
+CONV_KEYS = ("name", "filters", "kernel", "stride", "padding", "activation", "connections", "init")
 POOL_KEYS = ("name", "kind", "size", "stride", "p", "activation")
-FC_KEYS = ("name", "kind", "units", "activation", "centres")
+FC_KEYS = ("name", "kind", "units", "activation", "centres", "init")
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DATA_KEYS = tuple(DATA_DEFAULTS)
 
@@ -387,6 +403,7 @@ def validate_config(raw: Any, source: str) -> Config:
     data = _section(r, top.get("data"), "data", DATA_DEFAULTS)
     validate_train(r, train)
     validate_data(r, data)
+    check_training_fits_network(r, train, layers)
 
     resolved = {
         "name": name,
@@ -415,21 +432,67 @@ def validate_train(r: _Reader, t: dict[str, Any]) -> None:
     r.number(t["momentum"], "train.momentum", low=0.0, high=1.0)
     r.boolean(t["nesterov"], "train.nesterov")
     r.number(t["weight_decay"], "train.weight_decay", low=0.0)
-    r.choice(t["schedule"], "train.schedule", SCHEDULES)
+    if isinstance(t["schedule"], dict):
+        _piecewise(r, t["schedule"])
+    else:
+        r.choice(t["schedule"], "train.schedule", SCHEDULES)
     r.integer(t["step_size"], "train.step_size")
     r.number(t["gamma"], "train.gamma", low=0.0, high=1.0, low_open=True)
     r.integer(t["seed"], "train.seed", minimum=0)
+    r.choice(t["init"], "train.init", INITS)
+    r.choice(t["loss"], "train.loss", LOSSES)
+    r.number(t["map_j"], "train.map_j", low=0.0)
+    r.number(t["sdlm_mu"], "train.sdlm_mu", low=0.0, low_open=True)
+    r.integer(t["sdlm_samples"], "train.sdlm_samples")
+    r.boolean(t["track_test"], "train.track_test")
+
+
+def _piecewise(r: _Reader, schedule: dict) -> None:
+    """schedule: {piecewise: [[epochs, lr], ...]}: each lr for that many epochs, the last one after."""
+    r.mapping(schedule, "train.schedule", ("piecewise",))
+    pieces = schedule.get("piecewise")
+    if not isinstance(pieces, list) or not pieces:
+        raise r.fail("train.schedule.piecewise", "expected a list of [epochs, lr] pairs, e.g. [[2, 5e-4], [3, 2e-4]]")
+    for i, piece in enumerate(pieces):
+        path = f"train.schedule.piecewise[{i}]"
+        if not isinstance(piece, list) or len(piece) != 2:
+            raise r.fail(path, f"expected [epochs, lr], got {_describe(piece)}")
+        r.integer(piece[0], f"{path}[0]")
+        r.number(piece[1], f"{path}[1]", low=0.0, low_open=True)
+
+
+def check_training_fits_network(r: _Reader, t: dict[str, Any], layers: list[LayerShape]) -> None:
+    """The loss and the optimizer need pieces of the network: say which field lacks what."""
+    last = layers[-1]
+    if t["loss"] == "map" and last.spec.kind != "rbf":
+        raise r.fail("train.loss", f"map needs an RBF output layer, but {last.path}.kind is {last.spec.kind}; "
+                                   f"set {last.path}.kind: rbf or train.loss: softmax")
+    if t["optimizer"] == "sdlm":
+        for layer in layers:
+            if layer.spec.kind == "pool" and layer.spec.pool not in SDLM_POOLS:
+                raise r.fail("train.optimizer", f"sdlm needs second derivatives, which {layer.path}.kind: "
+                                                f"{layer.spec.pool} has none; use {', '.join(SDLM_POOLS)} pooling "
+                                                f"there or another train.optimizer")
 
 
 def validate_data(r: _Reader, d: dict[str, Any]) -> None:
     norm = d["normalize"]
-    if isinstance(norm, list):
+    if isinstance(norm, dict):
+        r.mapping(norm, "data.normalize", ("range",))
+        span = norm.get("range")
+        if not isinstance(span, list) or len(span) != 2:
+            raise r.fail("data.normalize.range", "expected [background, ink], e.g. [-0.1, 1.175]")
+        low = r.number(span[0], "data.normalize.range[0]")
+        if r.number(span[1], "data.normalize.range[1]") == low:
+            raise r.fail("data.normalize.range", "background and ink must differ")
+    elif isinstance(norm, list):
         if len(norm) != 2:
-            raise r.fail("data.normalize", "expected true, false or [mean, std]")
+            raise r.fail("data.normalize", "expected true, false, [mean, std] or {range: [background, ink]}")
         r.number(norm[0], "data.normalize[0]")
         r.number(norm[1], "data.normalize[1]", low=0.0, low_open=True)
     elif not isinstance(norm, bool):
-        raise r.fail("data.normalize", f"expected true, false or [mean, std], got {_describe(norm)}")
+        raise r.fail("data.normalize", f"expected true, false, [mean, std] or {{range: [background, ink]}}, "
+                                       f"got {_describe(norm)}")
     r.number(d["val_split"], "data.val_split", low=0.0, high=0.9)
 
 
@@ -448,9 +511,13 @@ def _conv_spec(r: _Reader, conv: Any, path: str, in_shape, default_name: str):
     connections = None
     if conv.get("connections") is not None:
         connections = _connections(r, conv["connections"], f"{path}.connections", in_shape[0], filters)
-    spec = ConvSpec(name, filters, kernel, stride, padding, _padding_text(padding_raw), activation, connections)
+    init = r.choice(conv["init"], f"{path}.init", INITS) if conv.get("init") is not None else None
+    spec = ConvSpec(name, filters, kernel, stride, padding, _padding_text(padding_raw), activation, connections,
+                    init=init)
     resolved = {"name": name, "filters": filters, "kernel": list(kernel), "stride": list(stride),
                 "padding": padding_raw, "activation": activation}
+    if init is not None:
+        resolved["init"] = init
     if conv.get("connections") is not None:
         resolved["connections"] = conv["connections"]
     return spec, resolved
@@ -563,6 +630,8 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
             raise r.fail(f"{path}.kind", "an rbf layer can only be the output (last fc) layer")
         if "activation" in fc:
             raise r.fail(f"{path}.activation", "an rbf layer has no activation; its outputs are squared distances")
+        if "init" in fc:
+            raise r.fail(f"{path}.init", "an rbf layer has no trainable weights to initialise; remove init")
         centres = r.choice(fc.get("centres", "digits"), f"{path}.centres", RBF_CENTRES)
         if units != 10 or in_shape != (84,):
             raise r.fail(path, f"centres: digits are 10 bitmaps of 7×12, so units must be 10 and the layer "
@@ -572,7 +641,11 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
         raise r.fail(f"{path}.centres", "centres are only for kind: rbf")
     # Hidden layers default to relu; the last layer's outputs are logits.
     activation = r.choice(fc.get("activation", "identity" if last else "relu"), f"{path}.activation", ACTIVATIONS)
-    return DenseSpec(name, units, activation), {"name": name, "units": units, "activation": activation}
+    init = r.choice(fc["init"], f"{path}.init", INITS) if fc.get("init") is not None else None
+    resolved = {"name": name, "units": units, "activation": activation}
+    if init is not None:
+        resolved["init"] = init
+    return DenseSpec(name, units, activation, init=init), resolved
 
 
 # ---------------------------------------------------------------- overrides

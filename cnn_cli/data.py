@@ -173,10 +173,23 @@ def _normalize_arg(normalize) -> Optional[Tuple[float, float]]:
     return mean, std
 
 
+def _range_arg(normalize) -> Optional[Tuple[float, float]]:
+    """(background, ink) of ``{"range": [background, ink]}``, else None."""
+    if not isinstance(normalize, dict):
+        return None
+    try:
+        low, high = (float(v) for v in normalize["range"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"normalize: expected {{range: [background, ink]}}, got {normalize!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
+        raise UserError(f"normalize: range needs two different finite numbers, got {normalize['range']!r}")
+    return low, high
+
+
 def preprocess(
     images: np.ndarray,
     *,
-    normalize: Union[None, bool, Sequence[float]] = None,
+    normalize: Union[None, bool, Sequence[float], dict] = None,
     pad: int = 0,
 ) -> np.ndarray:
     """uint8 (N, H, W) → float32 (N, 1, H+2·pad, W+2·pad).
@@ -184,7 +197,13 @@ def preprocess(
     Scale to [0, 1] (÷255) first, then ``(x − mean) / std`` when ``normalize`` is
     ``(mean, std)`` (``True`` means MNIST's 0.1307, 0.3081), then zero padding of
     ``pad`` pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
+    ``{"range": [background, ink]}`` maps pixel 0 to background and 255 to ink
+    linearly (LeCun et al. 1998: −0.1 and 1.175, mean ≈ 0 and variance ≈ 1 over
+    MNIST), and pads with the background value: the border is blank paper.
     """
+    span = _range_arg(normalize)
+    if span is not None:
+        return _preprocess_range(images, span, pad)
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(f"preprocess expects uint8 images, got {images.dtype}")
@@ -205,6 +224,20 @@ def preprocess(
         mean, std = stats
         inner -= np.float32(mean)
         inner /= np.float32(std)
+    return out
+
+
+def _preprocess_range(images: np.ndarray, span: Tuple[float, float], pad: int) -> np.ndarray:
+    low, high = span
+    out = preprocess(images, normalize=None, pad=pad)
+    n, _, h, w = out.shape
+    p = (h - images.shape[-2]) // 2
+    inner = out[:, 0, p:h - p, p:w - p]
+    inner *= np.float32(high - low)
+    inner += np.float32(low)
+    if p:  # the border: blank paper, as the scaled images' own background
+        out[:, 0, :p, :] = out[:, 0, h - p:, :] = np.float32(low)
+        out[:, 0, :, :p] = out[:, 0, :, w - p:] = np.float32(low)
     return out
 
 
@@ -252,7 +285,8 @@ def load_mnist(
 def make_preparer(config):
     """uint8 (B, H, W) → float32 (B, 1, H+2p, W+2p), as the config's data section says."""
     norm = config.data["normalize"]
-    stats = (MNIST_MEAN, MNIST_STD) if norm is True else (tuple(norm) if norm else None)
+    stats = norm if isinstance(norm, dict) else (MNIST_MEAN, MNIST_STD) if norm is True else (
+        tuple(norm) if norm else None)
     pad = config.input.pad
 
     def prepare(images: np.ndarray) -> np.ndarray:

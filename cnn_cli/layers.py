@@ -23,6 +23,7 @@ from .kernels import conv as conv_k
 from .kernels import dense as dense_k
 from .kernels import gemm_conv as gemm_k
 from .kernels import pool as pool_k
+from .kernels import second_order as so_k
 from .kernels.activations import ACTIVATIONS
 from .rbf_digits import digit_centres
 
@@ -82,6 +83,26 @@ def _init_std(activation: str, fan_in: int) -> float:
     return float(np.sqrt((2.0 if activation == "relu" else 1.0) / max(fan_in, 1)))
 
 
+def _init_weights(init: str, shape, activation: str, fan_in, rng: np.random.Generator, dtype) -> np.ndarray:
+    """he_normal: N(0, _init_std²); lecun_uniform: U(±2.4/F), LeCun et al. 1998's draw
+    (appendix A), which keeps the scaled tanh's inputs in its region of largest
+    gain. fan_in is a number, or one per entry of the first axis (a connection
+    table's filters read different numbers of maps)."""
+    if init == "lecun_uniform":
+        bound = 2.4 / np.maximum(np.asarray(fan_in, dtype=np.float64), 1.0)
+        bound = bound.reshape(bound.shape + (1,) * (len(shape) - bound.ndim))
+        return (rng.uniform(-1.0, 1.0, shape) * bound).astype(dtype)
+    return (rng.standard_normal(shape) * _init_std(activation, int(np.mean(fan_in)))).astype(dtype)
+
+
+def _curvature_sum(curv: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
+    """Add one batch's Σ of ∂²E/∂w² into the running sums of a second-order pass."""
+    if name in curv:
+        curv[name] += value
+    else:
+        curv[name] = np.array(value, dtype=np.float64)
+
+
 # ---------------------------------------------------------------- convolution
 
 
@@ -95,7 +116,7 @@ class Conv2D(Layer):
 
     kind = "conv"
 
-    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal"):
         spec: ConvSpec = shape.spec
         super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
         self.spec = spec
@@ -113,8 +134,12 @@ class Conv2D(Layer):
         self._dense_at = (None if spec.connections is None
                           else conv_k.dense_index(self.conn[1], self.conn[2], channels, fh, fw))
         fan_in = self.connections * fh * fw // spec.filters
-        std = _init_std(spec.activation, fan_in)
-        self.params["weight"] = (rng.standard_normal(weight_shape) * std).astype(self.dtype)
+        if (spec.init or init) == "lecun_uniform" and spec.connections is not None:
+            # Each connection's weights get the fan-in of the filter they belong to.
+            per_filter = np.diff(self.conn[0]) * fh * fw
+            fan_in = per_filter[self.conn[2]]
+        self.params["weight"] = _init_weights(spec.init or init, weight_shape, spec.activation, fan_in, rng,
+                                              self.dtype)
         self.params["bias"] = np.zeros(spec.filters, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
@@ -161,6 +186,20 @@ class Conv2D(Layer):
         self.set_grad("bias", db)
         return dx if self.need_dx else None
 
+    def backward2(self, d2y, curv: dict):
+        """Second-order pass (kernels/second_order.py) after an unfused forward:
+        adds Σ ∂²E/∂w² into curv, returns ∂²E/∂x² (None for the first layer)."""
+        (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2w, d2b = so_k.conv_second(d2a, np.ascontiguousarray(self._cache_x), self._cache_w2,
+                                         *self.spec.kernel, sh, sw, top, left, self.need_dx)
+        weight = self.params["weight"]
+        d2w = d2w.reshape(weight.shape) if self._dense_at is None else conv_k.connected_weights(
+            d2w, self._dense_at, weight.shape)
+        _curvature_sum(curv, "weight", d2w)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x if self.need_dx else None
+
 
 # ---------------------------------------------------------------- pooling
 
@@ -182,6 +221,11 @@ class MaxPool2D(Layer):
         if not self.need_dx:
             return None
         return pool_k.maxpool2d_backward(dy, self._cache_argmax, self.in_shape[1], self.in_shape[2])
+
+    def backward2(self, d2y, curv: dict):
+        if not self.need_dx:
+            return None
+        return so_k.maxpool_second(np.ascontiguousarray(d2y), self._cache_argmax, *self.in_shape[1:])
 
 
 class ConvMaxPool:
@@ -237,6 +281,12 @@ class MeanPool2D(Layer):
             return None
         (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
         return pool_k.meanpool2d_backward(dy, self.in_shape[1], self.in_shape[2], ph, pw, sh, sw)
+
+    def backward2(self, d2y, curv: dict):
+        if not self.need_dx:
+            return None
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        return so_k.meanpool_second(np.ascontiguousarray(d2y), *self.in_shape[1:], ph, pw, sh, sw)
 
 
 class LpPool2D(Layer):
@@ -294,6 +344,15 @@ class Subsample2D(Layer):
         self.set_grad("bias", db)
         return dx if self.need_dx else None
 
+    def backward2(self, d2y, curv: dict):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2beta, d2b = so_k.subsample_second(d2a, self._cache_sums, self.params["beta"], *self.in_shape[1:],
+                                                 ph, pw, sh, sw, self.need_dx)
+        _curvature_sum(curv, "beta", d2beta)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x if self.need_dx else None
+
 
 # ---------------------------------------------------------------- fully connected
 
@@ -303,13 +362,13 @@ class Dense(Layer):
 
     kind = "dense"
 
-    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator):
+    def __init__(self, shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal"):
         spec: DenseSpec = shape.spec
         super().__init__(spec.name, shape.in_shape, shape.out_shape, dtype)
         self.spec = spec
         fan_in = int(np.prod(self.in_shape))
-        std = _init_std(spec.activation, fan_in)
-        self.params["weight"] = (rng.standard_normal((fan_in, spec.units)) * std).astype(self.dtype)
+        self.params["weight"] = _init_weights(spec.init or init, (fan_in, spec.units), spec.activation, fan_in, rng,
+                                              self.dtype)
         self.params["bias"] = np.zeros(spec.units, dtype=self.dtype)
         self.act = ACTIVATIONS[spec.activation]
         self._cache_x = self._cache_y = self._cache_shape = None
@@ -328,6 +387,13 @@ class Dense(Layer):
         self.set_grad("bias", db)
         # Unflatten: the layer below gets its gradient in the shape it produced.
         return dx.reshape(self._cache_shape) if self.need_dx else None
+
+    def backward2(self, d2y, curv: dict):
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2w, d2b = so_k.dense_second(d2a, self._cache_x, self.params["weight"], self.need_dx)
+        _curvature_sum(curv, "weight", d2w)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x.reshape(self._cache_shape) if self.need_dx else None
 
 
 class RbfOutput(Layer):
@@ -358,18 +424,26 @@ class RbfOutput(Layer):
         dx = dense_k.rbf_backward(-dy, self._cache_x, self.fixed["centres"])
         return dx.reshape(self._cache_shape)
 
+    def backward2_loss(self, j: float):
+        """∂²E/∂x² of the loss over this layer's distances (MAP with this j, or
+        softmax cross-entropy with j = inf), RBF and loss taken together
+        (kernels/second_order.py rbf_loss_second); it has no parameters."""
+        d2x = so_k.rbf_loss_second(np.ascontiguousarray(self._cache_x), self.fixed["centres"], float(j))
+        return d2x.reshape(self._cache_shape)
+
 
 POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample": Subsample2D}
 
 
-def build_layer(shape: LayerShape, dtype, rng: np.random.Generator) -> Layer:
+def build_layer(shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal") -> Layer:
+    """init: the config's train.init, for layers whose own init is not set."""
     spec = shape.spec
     if spec.kind == "conv":
-        return Conv2D(shape, dtype, rng)
+        return Conv2D(shape, dtype, rng, init)
     if spec.kind == "pool":
         return POOL_LAYERS[spec.pool](shape, dtype, rng)
     if spec.kind == "dense":
-        return Dense(shape, dtype, rng)
+        return Dense(shape, dtype, rng, init)
     if spec.kind == "rbf":
         return RbfOutput(shape, dtype, rng)
     raise ValueError(f"unknown layer kind {spec.kind!r}")  # config validation makes this unreachable

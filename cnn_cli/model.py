@@ -6,6 +6,7 @@ so building a model allocates parameters and nothing can fail halfway.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -14,8 +15,8 @@ import numpy as np
 
 from .config import Config
 from .errors import UserError
-from .kernels.loss import softmax, softmax_cross_entropy
-from .layers import ConvMaxPool, Layer, build_layer
+from .kernels.loss import loss_curvature, map_loss, softmax, softmax_cross_entropy
+from .layers import ConvMaxPool, Layer, RbfOutput, build_layer
 
 
 def execution_plan(layers: list[Layer]) -> list:
@@ -58,7 +59,8 @@ class Model:
         self.config = config
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(config.train["seed"] if seed is None else seed)
-        self.layers: list[Layer] = [build_layer(shape, self.dtype, rng) for shape in config.layers]
+        init = config.train.get("init", "he_normal")
+        self.layers: list[Layer] = [build_layer(shape, self.dtype, rng, init) for shape in config.layers]
         # Nobody needs the gradient with respect to the images themselves.
         self.layers[0].need_dx = False
         self.flat_params, self.flat_grads = pack_parameters(self.layers, self.dtype)
@@ -97,9 +99,39 @@ class Model:
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
         """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""
         logits = self.forward(x, training=True)
-        loss, dlogits = softmax_cross_entropy(logits, labels)
+        loss, dlogits = self.loss(logits, labels)
         self.backward(dlogits)
         return float(loss), logits
+
+    def loss(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """(mean loss, dlogits) under the config's train.loss: softmax or map."""
+        if self.config.train.get("loss") == "map":
+            return map_loss(logits, labels, float(self.config.train["map_j"]))
+        return softmax_cross_entropy(logits, labels)
+
+    def curvature(self, x: np.ndarray, labels: np.ndarray, chunk: int = 100) -> list[tuple[str, np.ndarray]]:
+        """(qualified name, h) for every parameter, in parameters() order: h the
+        Gauss–Newton estimate of ∂²E/∂w² averaged over the patterns of x, from the
+        layer-by-layer second-order pass (kernels/second_order.py). Each layer runs
+        on its own (no fused conv + pooling: the pass needs the conv's own output)."""
+        j = float(self.config.train["map_j"]) if self.config.train.get("loss") == "map" else math.inf
+        sums: list[dict] = [{} for _ in self.layers]
+        for start in range(0, len(labels), chunk):
+            out = x[start:start + chunk]
+            for layer in self.layers:
+                layer.training = True
+                out = layer.forward(out)
+            last = self.layers[-1]
+            if isinstance(last, RbfOutput):
+                d2, below = last.backward2_loss(j), len(self.layers) - 1
+            else:
+                d2, below = loss_curvature(out, j), len(self.layers)
+            for i in reversed(range(below)):
+                d2 = self.layers[i].backward2(d2, sums[i])
+        self.clear_caches()
+        n = max(len(labels), 1)
+        return [(f"{layer.name}.{name}", (sums[i][name] / n).astype(self.dtype))
+                for i, layer in enumerate(self.layers) for name in layer.params]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.forward(x))

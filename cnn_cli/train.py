@@ -27,6 +27,9 @@ from .evaluate import evaluate
 from .progress import PlainReporter, compile_notice
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+# With train.track_test: the test set scored after every epoch, for the curves only
+# (the checkpoint is still chosen on validation accuracy).
+TEST_FIELDS = ("test_loss", "test_acc")
 
 
 class TrainingInterrupted(Exception):
@@ -118,9 +121,10 @@ def write_text_atomically(path: Path, text: str) -> None:
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
-    lines = [",".join(METRIC_FIELDS)]
+    fields = METRIC_FIELDS + (TEST_FIELDS if any("test_acc" in row for row in history) else ())
+    lines = [",".join(fields)]
     for row in history:
-        lines.append(",".join("" if row[k] is None else repr(row[k]) for k in METRIC_FIELDS))
+        lines.append(",".join("" if row.get(k) is None else repr(row[k]) for k in fields))
     write_text_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -187,6 +191,8 @@ class Trainer:
             x = self.prepare(self.data.train_images[:1])
             self.model.loss_and_gradients(x, self.data.train_labels[:1])
             self.optimizer.load_kernel(next(self.model.parameters()))
+            if self.train_cfg["optimizer"] == "sdlm":
+                self.model.curvature(x, self.data.train_labels[:1])
             self.model.clear_caches()
 
     def run(self) -> dict[str, Any]:
@@ -203,6 +209,8 @@ class Trainer:
                 # so a resume in the middle of an epoch sees the same order.
                 self.rng.bit_generator.state = pos.rng_state
                 order = self.rng.permutation(n)
+                if pos.batch == 0 and cfg["optimizer"] == "sdlm":
+                    self._estimate_curvature(order)
                 self.reporter.start_epoch(pos.epoch + 1, epochs, steps, pos.batch)
                 while pos.batch < steps:
                     started = time.perf_counter()
@@ -234,6 +242,15 @@ class Trainer:
             self.reporter.close()
         return self._final_summary()
 
+    def _estimate_curvature(self, order: np.ndarray) -> None:
+        """sdlm: re-estimate ∂²E/∂w² on the epoch's first train.sdlm_samples patterns
+        (LeCun et al. 1998: 500, before each pass); its time counts as training."""
+        started = time.perf_counter()
+        idx = order[:self.train_cfg["sdlm_samples"]]
+        x = self.prepare(self.data.train_images[idx])
+        self.optimizer.set_curvature(self.model.curvature(x, self.data.train_labels[idx]))
+        self.position.seconds += time.perf_counter() - started
+
     def _diverged(self, what: str, lr: float):
         last = self.run_dir / "last.npz"
         kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
@@ -258,7 +275,10 @@ class Trainer:
             "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
             "lr": lr, "seconds": pos.seconds, "images_per_s": pos.seen / max(pos.seconds, 1e-9),
         }
-        pos.history.append({k: row[k] for k in METRIC_FIELDS})
+        if self.train_cfg.get("track_test"):
+            test = evaluate(self.model, self.data.test_images, self.data.test_labels, self.prepare)
+            row["test_loss"], row["test_acc"] = test.loss, test.accuracy
+        pos.history.append({k: row[k] for k in METRIC_FIELDS + TEST_FIELDS if k in row})
         pos.epoch += 1
         pos.batch = 0
         pos.loss_sum, pos.correct, pos.seen, pos.seconds = 0.0, 0, 0, 0.0
