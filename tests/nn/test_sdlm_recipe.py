@@ -281,3 +281,21 @@ def test_plot_draws_the_error_per_pass_panel(sdlm_run):
     train_err, test_err = error_curves(m)
     np.testing.assert_allclose(test_err, 100 * (1 - m["test_acc"]))
     np.testing.assert_allclose(train_err, 100 * (1 - m["train_acc"]))
+
+
+def test_sdlm_run_resumed_after_an_epoch_ends_bit_for_bit(sdlm_run, tmp_path, small_mnist):
+    """The curvature is re-estimated from the epoch's own permutation, so the resumed
+    run draws the same 50 patterns and ends with the same weights."""
+    config = tmp_path / "small-rbf.yaml"
+    config.write_text(SMALL_RBF)
+    first = tmp_path / "first"
+    runner = CliRunner()
+    data = ["--data-dir", str(small_mnist.folder), "--quiet"]
+    assert runner.invoke(app, ["train", str(config), *data, "--run-dir", str(first), "--epochs", "1"]).exit_code == 0
+    result = runner.invoke(app, ["train", "--resume", str(first / "last.npz"), *data, "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    with np.load(first / "last.npz") as a, np.load(sdlm_run / "last.npz") as b:
+        keys = [k for k in a.files if k.endswith((".weight", ".bias", ".beta", ".curvature"))]
+        assert any(k.endswith(".curvature") for k in keys)
+        for key in keys:
+            assert np.array_equal(a[key], b[key]), key
