@@ -133,6 +133,19 @@ def _run_title(run_dir: Path) -> str:
     return name
 
 
+def _loss_label(run_dir: Path) -> str:
+    """What the run minimised, from its config.yaml (cosmetic, like the title)."""
+    try:
+        import yaml
+
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        if config["train"]["loss"] == "map":
+            return "loss (MAP criterion)"
+    except Exception:  # older runs have no train.loss: cross-entropy
+        pass
+    return "loss (cross-entropy)"
+
+
 def _summary(run_dir: Path) -> dict:
     try:
         summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
@@ -155,7 +168,7 @@ def plot_curves(run_dir: Path, out: Optional[Path] = None) -> Written:
     loss_ax, acc_ax = axes[0], axes[1]
     epochs = m["epoch"]
     style = dict(marker="o", markersize=3)
-    for ax, key, label, scale in ((loss_ax, "loss", "loss (cross-entropy)", 1.0),
+    for ax, key, label, scale in ((loss_ax, "loss", _loss_label(run_dir), 1.0),
                                   (acc_ax, "acc", "accuracy (%)", 100.0)):
         ax.plot(epochs, m[f"train_{key}"] * scale, label="train", color="tab:blue", **style)
         if np.isfinite(m[f"val_{key}"]).any():
