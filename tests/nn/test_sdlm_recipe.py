@@ -299,3 +299,18 @@ def test_sdlm_run_resumed_after_an_epoch_ends_bit_for_bit(sdlm_run, tmp_path, sm
         assert any(k.endswith(".curvature") for k in keys)
         for key in keys:
             assert np.array_equal(a[key], b[key]), key
+
+
+def test_cnn_gradcheck_of_a_map_config_checks_the_map_loss(monkeypatch):
+    """check_network differentiates the config's own loss: break the MAP gradient and it fails."""
+    from cnn_cli import model as model_module
+    from cnn_cli.gradcheck import check_network
+
+    config = parse_config(SMALL_RBF.replace("height: 28, width: 28", "height: 9, width: 9")
+                          .replace("kernel: 5, stride: 2", "kernel: 3, stride: 1"), "t.yaml")
+    assert all(max(r.errors.values()) < 1e-6 for r in check_network(config))
+    monkeypatch.setattr(model_module, "map_loss", lambda z, y, j: softmax_cross_entropy(z, y))
+    results = check_network(config)  # analytic softmax gradient against the numeric one of the same: still equal
+    assert all(max(r.errors.values()) < 1e-6 for r in results)
+    monkeypatch.setattr(model_module, "map_loss", lambda z, y, j: (map_loss(z, y, j)[0], 2 * map_loss(z, y, j)[1]))
+    assert any(max(r.errors.values()) > 1e-3 for r in check_network(config))
