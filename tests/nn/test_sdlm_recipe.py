@@ -5,6 +5,7 @@ test set tracked per epoch (and drawn), and the config errors that guard them.""
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -314,3 +315,19 @@ def test_cnn_gradcheck_of_a_map_config_checks_the_map_loss(monkeypatch):
     assert all(max(r.errors.values()) < 1e-6 for r in results)
     monkeypatch.setattr(model_module, "map_loss", lambda z, y, j: (map_loss(z, y, j)[0], 2 * map_loss(z, y, j)[1]))
     assert any(max(r.errors.values()) > 1e-3 for r in check_network(config))
+
+
+def test_tracking_the_test_set_changes_no_weight_and_no_choice(sdlm_run, tmp_path, small_mnist):
+    config = tmp_path / "untracked.yaml"
+    config.write_text(SMALL_RBF.replace("track_test: true", "track_test: false"))
+    run_dir = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(config), "--data-dir", str(small_mnist.folder), "--quiet",
+                                      "--run-dir", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "test_acc" not in (run_dir / "metrics.csv").read_text()
+    for name in ("best.npz", "last.npz"):
+        with np.load(run_dir / name) as a, np.load(sdlm_run / name) as b:
+            for key in (k for k in a.files if k.endswith((".weight", ".bias", ".beta"))):
+                assert np.array_equal(a[key], b[key]), (name, key)
+    assert json.loads((run_dir / "summary.json").read_text())["best_epoch"] == \
+        json.loads((sdlm_run / "summary.json").read_text())["best_epoch"]
