@@ -97,7 +97,7 @@ class Model:
         return grad
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
-        """Forward, mean softmax cross-entropy, backward; returns (loss, logits)."""
+        """Forward, the mean of the config's loss (Model.loss), backward; returns (loss, logits)."""
         logits = self.forward(x, training=True)
         loss, dlogits = self.loss(logits, labels)
         self.backward(dlogits)
