@@ -102,7 +102,7 @@ def test_shipped_lenet5_1998_is_the_papers_recipe():
     assert config.data["normalize"] == {"range": [-0.1, 1.175]}
     rates = [learning_rate(t, epoch, 1) for epoch in range(20)]
     assert rates == [5e-4] * 2 + [2e-4] * 3 + [1e-4] * 3 + [5e-5] * 4 + [1e-5] * 8
-    assert config.layers[-1].spec.kind == "rbf"
+    assert config.layers[-1].spec.kind == "rbf" and t["track_test"] is True
 
 
 # ---------------------------------------------------------------- schedule, loss
