@@ -40,7 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO.parent / "shared" / "mnist-sample"
-BUSY_PATTERNS = ("pytest", "cnn bench", "cnn_cli.bench", "bench_train_wall", "torch_train.py", "cnn train")
+BUSY_PATTERNS = ("pytest", "cnn bench", "cnn_cli.commands.bench", "bench_train_wall", "torch_train.py", "cnn train")
 
 # The first training step is the first optimizer update (cnn train runs every
 # kernel once before it, to load or compile them: that is inside the figure);

@@ -160,7 +160,7 @@ def train(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Overrides train.epochs."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Overrides train.batch_size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Overrides train.lr."),
-    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd or adam; overrides train.optimizer."),
+    optimizer: Optional[str] = typer.Option(None, "--optimizer", help="sgd, adam or sdlm; overrides train.optimizer."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Overrides train.seed (weights, shuffling, validation split)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Numba threads (default: all cores)."),
     set_: List[str] = typer.Option([], "--set", help="Override any config field: key.path=value (e.g. train.momentum=0.95, fc.0.units=100); repeatable."),

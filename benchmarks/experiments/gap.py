@@ -7,7 +7,7 @@ Every arm trains the same network (a shipped config, lenet5 by default) with the
 config's recipe (Adam, cosine schedule, batch 64) on the same digits: the seeded
 train/validation split of cnn_cli.data, the same normalised float32 batches (made
 by cnn_cli.data.preprocess for both frameworks), in the same order (one NumPy
-permutation per epoch, drawn as cnn_cli.train draws it). What an arm changes:
+permutation per epoch, drawn as cnn_cli.commands.train draws it). What an arm changes:
 
 - ours-he       our kernels, train.init: he_normal (the init before this experiment)
 - torch-he      PyTorch, initialised like that (torch_reference.init_like_ours)
@@ -64,7 +64,7 @@ def load_data(config, data_dir: Path, seed: int):
 
 
 def batches(config, data, seed: int):
-    """(epoch, step, x, y) in cnn_cli.train's order: one permutation per epoch from default_rng(seed)."""
+    """(epoch, step, x, y) in cnn_cli.commands.train's order: one permutation per epoch from default_rng(seed)."""
     cfg = config.train
     images, labels = data["train"]
     rng = np.random.default_rng(seed)

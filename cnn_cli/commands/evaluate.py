@@ -45,7 +45,7 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, prepare, batch_size:
     for start in range(0, len(labels), batch_size):
         y = labels[start:start + batch_size]
         logits = model.forward(prepare(images[start:start + batch_size]))
-        loss, _ = softmax_cross_entropy(logits, y)
+        loss, _ = model.loss(logits, y) if hasattr(model, "loss") else softmax_cross_entropy(logits, y)
         loss_sum += float(loss) * len(y)
         np.add.at(confusion, (y, logits.argmax(axis=1)), 1)
     model.clear_caches()

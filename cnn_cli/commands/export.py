@@ -93,5 +93,5 @@ def export_torch(checkpoint: Path, path: Path) -> Exported:
     torch.save(state, buffer)
     write_atomically(path, lambda handle: handle.write(buffer.getvalue()))
     return Exported(path, f"wrote {path}: PyTorch state_dict of {len(state)} tensors for "
-                          f"cnn_cli.torch_reference.build_torch_model(config); its input is the prepared image "
+                          f"cnn_cli.reference.torch_model.build_torch_model(config); its input is the prepared image "
                           f"(÷255, normalised, padded to {'×'.join(map(str, loaded.config.input.shape))})")

@@ -205,10 +205,8 @@ def check_network(config, seed: int = 0, batch: int = 2, entries_per_array: int 
     x = rng.standard_normal((batch,) + model.input_shape)
     labels = rng.integers(0, config.num_classes, batch).astype(np.int64)
 
-    from ..kernels.loss import softmax_cross_entropy
-
-    def loss() -> float:
-        return float(softmax_cross_entropy(model.forward(x), labels)[0])
+    def loss() -> float:  # the config's train.loss (softmax or map)
+        return float(model.loss(model.forward(x), labels)[0])
 
     model.loss_and_gradients(x, labels)
     analytic = {(layer.name, p): g.copy() for layer in model.layers for p, g in layer.grads.items()}
@@ -236,8 +234,6 @@ def check_network(config, seed: int = 0, batch: int = 2, entries_per_array: int 
 
 
 def _input_gradient(model, x, labels) -> np.ndarray:
-    from ..kernels.loss import softmax_cross_entropy
-
     logits = model.forward(x, training=True)
-    _, grad = softmax_cross_entropy(logits, labels)
+    _, grad = model.loss(logits, labels)
     return model.backward(grad)

@@ -23,9 +23,11 @@ from ..limits import short_repr
 INSTALL_HINT = "pip install 'cnn-cli[plot]' (or pip install matplotlib)"
 DPI = 100
 CURVES_SIZE = (1000, 400)  # pixels
+CURVES_WITH_TEST_SIZE = (1450, 400)  # a third panel: error per pass, as LeCun et al. 1998's Figure 5
 CONFUSION_SIZE = (700, 600)
 MAX_MAPS = 16  # feature maps / filters drawn per row
 CURVE_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+TEST_COLUMNS = ("test_loss", "test_acc")  # only in runs with train.track_test
 
 
 @dataclass
@@ -111,7 +113,7 @@ def read_metrics(run_dir: Path) -> dict[str, np.ndarray]:
         raise UserError(f"{path}: missing column {missing[0]}; expected {','.join(CURVE_COLUMNS)},… "
                         f"as written by cnn train")
     columns = {}
-    for name in CURVE_COLUMNS:
+    for name in CURVE_COLUMNS + tuple(c for c in TEST_COLUMNS if c in header):
         values = []
         for line, row in enumerate(rows, start=2):
             text = (row.get(name) or "").strip()
@@ -139,6 +141,19 @@ def _run_title(run_dir: Path) -> str:
     if isinstance(config, dict) and isinstance(config.get("name"), str) and config["name"] != name:
         name = f"{name} ({short_repr(config['name'], 40)[1:-1]})"
     return name
+
+
+def _loss_label(run_dir: Path) -> str:
+    """What the run minimised, from its config.yaml (cosmetic, like the title)."""
+    try:
+        import yaml
+
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+        if config["train"]["loss"] == "map":
+            return "loss (MAP criterion)"
+    except Exception:  # older runs have no train.loss: cross-entropy
+        pass
+    return "loss (cross-entropy)"
 
 
 def _summary(run_dir: Path) -> dict:
@@ -171,11 +186,14 @@ def plot_curves(run_dir: Path, out: Optional[Path] = None) -> Written:
     m = read_metrics(run_dir)
     path = output_path(out, run_dir / "curves.png")
     summary = _summary(run_dir)
-    fig = _new_figure(CURVES_SIZE)
-    loss_ax, acc_ax = fig.subplots(1, 2)
+    with_test = "test_acc" in m and np.isfinite(m["test_acc"]).any()
+    size = CURVES_WITH_TEST_SIZE if with_test else CURVES_SIZE
+    fig = _new_figure(size)
+    axes = fig.subplots(1, 3 if with_test else 2)
+    loss_ax, acc_ax = axes[0], axes[1]
     epochs = m["epoch"]
     style = dict(marker="o", markersize=3)
-    for ax, key, label, scale in ((loss_ax, "loss", "loss (cross-entropy)", 1.0),
+    for ax, key, label, scale in ((loss_ax, "loss", _loss_label(run_dir), 1.0),
                                   (acc_ax, "acc", "accuracy (%)", 100.0)):
         ax.plot(epochs, m[f"train_{key}"] * scale, label="train", color="tab:blue", **style)
         if np.isfinite(m[f"val_{key}"]).any():
@@ -197,9 +215,32 @@ def plot_curves(run_dir: Path, out: Optional[Path] = None) -> Written:
     acc_ax.set_title("accuracy")
     for ax in (loss_ax, acc_ax):
         ax.legend(fontsize="small")
+    if with_test:
+        _error_panel(axes[2], m)
     fig.suptitle(f"{_run_title(run_dir)}: {len(epochs)} epoch{'s' if len(epochs) != 1 else ''}")
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.84, wspace=0.25)
-    return save_png(fig, path, CURVES_SIZE)
+    fig.subplots_adjust(left=0.07 if not with_test else 0.05, right=0.98, bottom=0.13, top=0.84, wspace=0.25)
+    return save_png(fig, path, size)
+
+
+def error_curves(m: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(training error %, test error %) per epoch of a run that tracked the test set.
+    The training error is the running one of the epoch (the weights changed while
+    it was counted), not a second pass over the training set as the paper's."""
+    return 100 * (1 - m["train_acc"]), 100 * (1 - m["test_acc"])
+
+
+def _error_panel(ax, m: dict[str, np.ndarray]) -> None:
+    """Test and training error per pass on a log scale, like the paper's Figure 5."""
+    train_err, test_err = error_curves(m)
+    style = dict(marker="o", markersize=3)
+    ax.plot(m["epoch"], test_err, label="test", color="tab:green", **style)
+    ax.plot(m["epoch"], train_err, label="training (running)", color="tab:blue", **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("training set iterations (epochs)")
+    ax.set_ylabel("error rate (%)")
+    ax.set_title("error per pass (test tracked, not used to choose)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
 
 
 # ---------------------------------------------------------------- confusion matrix

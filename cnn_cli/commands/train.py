@@ -33,6 +33,9 @@ from .rundir import _remove_if_empty, check_run_dir, take_run_dir
 from .stops import first_nonfinite_layer, nonfinite_gradient_layers
 
 METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+# With train.track_test: the test set scored after every epoch, for the curves only
+# (the checkpoint is still chosen on validation accuracy).
+TEST_FIELDS = ("test_loss", "test_acc")
 
 
 class TrainingInterrupted(Exception):
@@ -132,9 +135,10 @@ def choose_run_dir(config: Config, run_dir: Optional[Path]) -> Path:
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
-    lines = [",".join(METRIC_FIELDS)]
+    fields = METRIC_FIELDS + (TEST_FIELDS if any("test_acc" in row for row in history) else ())
+    lines = [",".join(fields)]
     for row in history:
-        lines.append(",".join("" if row[k] is None else repr(row[k]) for k in METRIC_FIELDS))
+        lines.append(",".join("" if row.get(k) is None else repr(row[k]) for k in fields))
     write_text_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -236,6 +240,8 @@ class Trainer:
             x = self.prepare(images)
             self.model.loss_and_gradients(x, self.data.train_labels[:1])
             self.optimizer.load_kernel(next(self.model.parameters()))
+            if self.train_cfg["optimizer"] == "sdlm":
+                self.model.curvature(x, self.data.train_labels[:1])
             self.model.clear_caches()
 
     def run(self) -> dict[str, Any]:
@@ -252,6 +258,8 @@ class Trainer:
                 # so a resume in the middle of an epoch sees the same order.
                 self.rng.bit_generator.state = pos.rng_state
                 order = self.rng.permutation(n)
+                if pos.batch == 0 and cfg["optimizer"] == "sdlm":
+                    self._estimate_curvature(order)
                 self.reporter.start_epoch(pos.epoch + 1, epochs, steps, pos.batch)
                 while pos.batch < steps:
                     started = time.perf_counter()
@@ -298,6 +306,15 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()  # idempotent: the command's own release at its end is then a no-op
 
+    def _estimate_curvature(self, order: np.ndarray) -> None:
+        """sdlm: re-estimate ∂²E/∂w² on the epoch's first train.sdlm_samples patterns
+        (LeCun et al. 1998: 500, before each pass); its time counts as training."""
+        started = time.perf_counter()
+        idx = order[:self.train_cfg["sdlm_samples"]]
+        x = self.prepare(self.data.train_images[idx])
+        self.optimizer.set_curvature(self.model.curvature(x, self.data.train_labels[idx]))
+        self.position.seconds += time.perf_counter() - started
+
     def _diverged(self, what: str, lr: float):
         last = self.run_dir / "last.npz"
         kept = f"{last} keeps the last good state" if last.exists() else "no checkpoint was saved yet"
@@ -336,7 +353,10 @@ class Trainer:
             "val_loss": val.loss if val else None, "val_acc": val.accuracy if val else None,
             "lr": lr, "seconds": pos.seconds, "images_per_s": pos.seen / max(pos.seconds, 1e-9),
         }
-        pos.history.append({k: row[k] for k in METRIC_FIELDS})
+        if self.train_cfg.get("track_test"):
+            test = evaluate(self.model, self.data.test_images, self.data.test_labels, self.prepare)
+            row["test_loss"], row["test_acc"] = test.loss, test.accuracy
+        pos.history.append({k: row[k] for k in METRIC_FIELDS + TEST_FIELDS if k in row})
         pos.epoch += 1
         pos.batch = 0
         pos.loss_sum, pos.correct, pos.seen, pos.seconds = 0.0, 0, 0, 0.0
@@ -480,7 +500,7 @@ def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
         now = config.resolved[section][key]
         if before != now:
             shown = short_repr(before)
-            raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {now}; resuming with another "
+            raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {short_repr(now)}; resuming with another "
                             f"value would change the data order or split — keep {shown}, or start a new run")
 
 

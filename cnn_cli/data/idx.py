@@ -223,10 +223,23 @@ def normalization(normalize) -> Optional[Tuple[Tuple[float, ...], Tuple[float, .
     return _normalize_arg(normalize)
 
 
+def _range_arg(normalize) -> Optional[Tuple[float, float]]:
+    """(background, ink) of ``{"range": [background, ink]}``, else None."""
+    if not isinstance(normalize, dict):
+        return None
+    try:
+        low, high = (float(v) for v in normalize["range"])
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"normalize: expected {{range: [background, ink]}}, got {normalize!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low == high:
+        raise UserError(f"normalize: range needs two different finite numbers, got {normalize['range']!r}")
+    return low, high
+
+
 def preprocess(
     images: np.ndarray,
     *,
-    normalize: Union[None, bool, Sequence] = None,
+    normalize: Union[None, bool, Sequence[float], dict] = None,
     pad: int = 0,
 ) -> np.ndarray:
     """uint8 (N, H, W) or (N, C, H, W) → float32 (N, C, H+2·pad, W+2·pad) (C = 1 for the first).
@@ -235,7 +248,13 @@ def preprocess(
     ``normalize`` is ``(mean, std)`` — numbers, or one number per channel
     (``True`` means MNIST's 0.1307, 0.3081) — then zero padding of ``pad``
     pixels on every side (the classic LeNet-5 takes 32×32: ``pad=2``).
+    ``{"range": [background, ink]}`` maps pixel 0 to background and 255 to ink
+    linearly (LeCun et al. 1998: −0.1 and 1.175, mean ≈ 0 and variance ≈ 1 over
+    MNIST), and pads with the background value: the border is blank paper.
     """
+    span = _range_arg(normalize)
+    if span is not None:
+        return _preprocess_range(images, span, pad)
     images = np.asarray(images)
     # float32 in the same 0-255 units: distorted training batches (kernels/augment.py).
     if images.dtype not in (np.uint8, np.float32):
@@ -260,6 +279,20 @@ def preprocess(
                             f"give one value or one per channel")
         inner -= np.asarray(means, dtype=np.float32).reshape(1, -1, 1, 1)
         inner /= np.asarray(stds, dtype=np.float32).reshape(1, -1, 1, 1)
+    return out
+
+
+def _preprocess_range(images: np.ndarray, span: Tuple[float, float], pad: int) -> np.ndarray:
+    low, high = span
+    out = preprocess(images, normalize=None, pad=pad)
+    n, _, h, w = out.shape
+    p = (h - images.shape[-2]) // 2
+    inner = out[:, :, p:h - p, p:w - p]
+    inner *= np.float32(high - low)
+    inner += np.float32(low)
+    if p:  # the border: blank paper, as the scaled images' own background
+        out[:, :, :p, :] = out[:, :, h - p:, :] = np.float32(low)
+        out[:, :, :, :p] = out[:, :, :, w - p:] = np.float32(low)
     return out
 
 

@@ -28,7 +28,9 @@ def make_preparer(config, info: Optional[DatasetInfo] = None):
     checkpoint or computed on a folder's training split; else the built-in's).
     """
     norm = config.data["normalize"]
-    if norm is True:
+    if isinstance(norm, dict):  # {"range": [background, ink]}
+        stats = norm
+    elif norm is True:
         info = info if info is not None else builtin_info(config.data.get("dataset", "mnist"))
         stats = (info.mean, info.std)
     else:

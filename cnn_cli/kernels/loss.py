@@ -75,3 +75,64 @@ def softmax(logits):
         for u in range(U):
             out[b, u] = np.exp(np.float64(logits[b, u]) - m) / s
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def map_loss(logits, labels, j):
+    """LeCun et al. 1998's MAP criterion for RBF outputs, mean over the batch.
+
+    The RBF layer's logits are negated distances, z = −y, so per pattern
+    E = y_c + log(e^(−j) + Σ_u e^(−y_u)) = −z_c + log(e^(−j) + Σ_u e^(z_u)):
+    the first term pulls the correct class's distance down, the second pushes
+    the others up, and the constant e^(−j) keeps it from pushing distances that
+    are already large (j = ∞ is softmax cross-entropy). Returns (loss,
+    dlogits) with dlogits = (q − onehot(y))/B, q_u = e^(z_u)/(e^(−j) + Σ e^(z)),
+    in float64 per row like softmax_cross_entropy."""
+    B, U = logits.shape
+    if labels.shape[0] != B:
+        raise ValueError("map_loss: one label per row of logits is required")
+    if B == 0 or U == 0:
+        raise ValueError("map_loss: empty batch or no classes")
+    for b in range(B):
+        if labels[b] < 0 or labels[b] >= U:
+            raise ValueError("map_loss: label outside [0, number of classes)")
+    d = np.empty((B, U), dtype=logits.dtype)
+    nb = np.float64(B)
+    total = 0.0
+    for b in range(B):
+        lse = _map_lse(logits, b, j)
+        y = labels[b]
+        total += lse - np.float64(logits[b, y])
+        for u in range(U):
+            q = np.exp(np.float64(logits[b, u]) - lse)
+            if u == y:
+                q -= 1.0
+            d[b, u] = q / nb
+    return total / nb, d
+
+
+@njit(cache=True, error_model="numpy")
+def _map_lse(logits, b, j):
+    """log(e^(−j) + Σ_u e^(logits[b, u])), shifted by the largest term so that
+    neither a large logit nor a large j overflows."""
+    m, s = _row_max_and_sum(logits, b)
+    floor = -np.float64(j)
+    if floor > m:
+        return floor + np.log(1.0 + s * np.exp(m - floor))
+    return m + np.log(s + np.exp(floor - m))
+
+
+@njit(cache=True, error_model="numpy")
+def loss_curvature(logits, j):
+    """The Gauss–Newton diagonal ∂²E/∂z_u² = q_u(1 − q_u) of softmax cross-entropy
+    (j = inf) or of the MAP criterion, per pattern (not divided by B): the
+    diagonal of the logits' Hessian diag(q) − qqᵀ, which is positive
+    semi-definite, so the estimate never goes negative."""
+    B, U = logits.shape
+    h = np.empty((B, U), dtype=logits.dtype)
+    for b in range(B):
+        lse = _map_lse(logits, b, j)
+        for u in range(U):
+            q = np.exp(np.float64(logits[b, u]) - lse)
+            h[b, u] = q * (1.0 - q)
+    return h

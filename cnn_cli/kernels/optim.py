@@ -46,6 +46,18 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
             p[i] -= rate * vi
 
 
+@njit(cache=True, error_model="numpy")
+def sdlm_update(param, grad, curvature, lr, mu, weight_decay):
+    """Stochastic diagonal Levenberg–Marquardt: g += λw; w −= lr·g/(μ + h), h the
+    estimated diagonal second derivative of the loss for each parameter (h ≥ 0)."""
+    p, g, h = param, grad, curvature
+    T = p.dtype.type
+    rate, damping, decay = T(lr), T(mu), T(weight_decay)
+    for k in range(p.size):
+        i = uint64(k)
+        p[i] -= rate * (g[i] + decay * p[i]) / (damping + h[i])
+
+
 # Numbers per parallel item of the Adam update: lenet5's 61,706 parameters make
 # four items, so both cores get work; the elements are independent, so the
 # result is the same for any thread count.

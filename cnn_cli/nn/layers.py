@@ -26,6 +26,7 @@ from ..kernels import conv as conv_k
 from ..kernels import pool as pool_k
 from ..kernels.activations import ACTIVATIONS
 from ..spec.rbf_digits import digit_centres
+from ..kernels import second_order as so_k
 
 
 class Layer:
@@ -83,21 +84,37 @@ def _init_std(activation: str, fan_in: int) -> float:
     return float(np.sqrt((2.0 if activation == "relu" else 1.0) / max(fan_in, 1)))
 
 
-def init_weight_bias(init: str, activation: str, fan_in: int, weight_shape, units: int, dtype,
+def init_weight_bias(init: str, activation: str, fan_in, weight_shape, units: int, dtype,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(weight, bias) drawn as train.init says.
+    """(weight, bias) drawn as train.init (or the layer's own init) says.
 
     he_normal: normal weights, std √(2/fan_in) before ReLU, √(1/fan_in) otherwise; zero biases.
     pytorch: PyTorch's default for nn.Conv2d/nn.Linear (kaiming_uniform with a = √5):
     weights and biases uniform in ±1/√fan_in. Its smaller weights and non-zero
     biases are what closed the accuracy gap to PyTorch (benchmarks/experiments/gap.py).
+    lecun_uniform: weights U(±2.4/F), LeCun et al. 1998's draw (appendix A), which
+    keeps the scaled tanh's inputs in its region of largest gain; zero biases.
+    fan_in is a number, or (lecun_uniform) one per entry of the weight's first
+    axis: a connection table's filters read different numbers of maps.
     """
     if init == "pytorch":
-        bound = 1.0 / np.sqrt(max(fan_in, 1))
+        bound = 1.0 / np.sqrt(max(int(np.mean(fan_in)), 1))
         weight = rng.uniform(-bound, bound, weight_shape).astype(dtype)
         return weight, rng.uniform(-bound, bound, units).astype(dtype)
-    std = _init_std(activation, fan_in)
+    if init == "lecun_uniform":
+        bound = 2.4 / np.maximum(np.asarray(fan_in, dtype=np.float64), 1.0)
+        bound = bound.reshape(bound.shape + (1,) * (len(weight_shape) - bound.ndim))
+        return (rng.uniform(-1.0, 1.0, weight_shape) * bound).astype(dtype), np.zeros(units, dtype=dtype)
+    std = _init_std(activation, int(np.mean(fan_in)))
     return (rng.standard_normal(weight_shape) * std).astype(dtype), np.zeros(units, dtype=dtype)
+
+
+def _curvature_sum(curv: dict[str, np.ndarray], name: str, value: np.ndarray) -> None:
+    """Add one batch's Σ of ∂²E/∂w² into the running sums of a second-order pass."""
+    if name in curv:
+        curv[name] += value
+    else:
+        curv[name] = np.array(value, dtype=np.float64)
 
 
 # ---------------------------------------------------------------- convolution
@@ -131,6 +148,11 @@ class Conv2D(Layer):
         self._dense_at = (None if spec.connections is None
                           else tables.dense_index(self.conn[1], self.conn[2], channels, fh, fw))
         fan_in = self.connections * fh * fw // spec.filters
+        init = spec.init or init
+        if init == "lecun_uniform" and spec.connections is not None:
+            # Each connection's weights get the fan-in of the filter they belong to.
+            per_filter = np.diff(self.conn[0]) * fh * fw
+            fan_in = per_filter[self.conn[2]]
         self.params["weight"], self.params["bias"] = init_weight_bias(
             init, spec.activation, fan_in, weight_shape, spec.filters, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
@@ -181,6 +203,20 @@ class Conv2D(Layer):
         self.set_grad("bias", db)
         return dx if self.need_dx else None
 
+    def backward2(self, d2y, curv: dict):
+        """Second-order pass (kernels/second_order.py) after an unfused forward:
+        adds Σ ∂²E/∂w² into curv, returns ∂²E/∂x² (None for the first layer)."""
+        (sh, sw), (top, _, left, _) = self.spec.stride, self.spec.padding
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2w, d2b = so_k.conv_second(d2a, np.ascontiguousarray(self._cache_x), self._cache_w2,
+                                         *self.spec.kernel, sh, sw, top, left, self.need_dx)
+        weight = self.params["weight"]
+        d2w = d2w.reshape(weight.shape) if self._dense_at is None else tables.connected_weights(
+            d2w, self._dense_at, weight.shape)
+        _curvature_sum(curv, "weight", d2w)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x if self.need_dx else None
+
 
 # ---------------------------------------------------------------- pooling
 
@@ -202,6 +238,11 @@ class MaxPool2D(Layer):
         if not self.need_dx:
             return None
         return pool_k.maxpool2d_backward(dy, self._cache_argmax, self.in_shape[1], self.in_shape[2])
+
+    def backward2(self, d2y, curv: dict):
+        if not self.need_dx:
+            return None
+        return so_k.maxpool_second(np.ascontiguousarray(d2y), self._cache_argmax, *self.in_shape[1:])
 
 
 class ConvMaxPool:
@@ -257,6 +298,12 @@ class MeanPool2D(Layer):
             return None
         (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
         return pool_k.meanpool2d_backward(dy, self.in_shape[1], self.in_shape[2], ph, pw, sh, sw)
+
+    def backward2(self, d2y, curv: dict):
+        if not self.need_dx:
+            return None
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        return so_k.meanpool_second(np.ascontiguousarray(d2y), *self.in_shape[1:], ph, pw, sh, sw)
 
 
 class LpPool2D(Layer):
@@ -314,6 +361,15 @@ class Subsample2D(Layer):
         self.set_grad("bias", db)
         return dx if self.need_dx else None
 
+    def backward2(self, d2y, curv: dict):
+        (ph, pw), (sh, sw) = self.spec.size, self.spec.stride
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2beta, d2b = so_k.subsample_second(d2a, self._cache_sums, self.params["beta"], *self.in_shape[1:],
+                                                 ph, pw, sh, sw, self.need_dx)
+        _curvature_sum(curv, "beta", d2beta)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x if self.need_dx else None
+
 
 # ---------------------------------------------------------------- fully connected
 
@@ -329,7 +385,7 @@ class Dense(Layer):
         self.spec = spec
         fan_in = int(np.prod(self.in_shape))
         self.params["weight"], self.params["bias"] = init_weight_bias(
-            init, spec.activation, fan_in, (fan_in, spec.units), spec.units, self.dtype, rng)
+            spec.init or init, spec.activation, fan_in, (fan_in, spec.units), spec.units, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
         self.dropout = spec.dropout
         # Inverted dropout's mask (B, units): 0 or 1/(1−p) per output, drawn by the
@@ -355,6 +411,13 @@ class Dense(Layer):
         self.set_grad("bias", db)
         # Unflatten: the layer below gets its gradient in the shape it produced.
         return dx.reshape(self._cache_shape) if self.need_dx else None
+
+    def backward2(self, d2y, curv: dict):
+        d2a = so_k.through_activation(np.ascontiguousarray(d2y), self._cache_y, self.act)
+        d2x, d2w, d2b = so_k.dense_second(d2a, self._cache_x, self.params["weight"], self.need_dx)
+        _curvature_sum(curv, "weight", d2w)
+        _curvature_sum(curv, "bias", d2b)
+        return d2x.reshape(self._cache_shape) if self.need_dx else None
 
 
 class RbfOutput(Layer):
@@ -385,11 +448,19 @@ class RbfOutput(Layer):
         dx = dense_k.rbf_backward(-dy, self._cache_x, self.fixed["centres"])
         return dx.reshape(self._cache_shape)
 
+    def backward2_loss(self, j: float):
+        """∂²E/∂x² of the loss over this layer's distances (MAP with this j, or
+        softmax cross-entropy with j = inf), RBF and loss taken together
+        (kernels/second_order.py rbf_loss_second); it has no parameters."""
+        d2x = so_k.rbf_loss_second(np.ascontiguousarray(self._cache_x), self.fixed["centres"], float(j))
+        return d2x.reshape(self._cache_shape)
+
 
 POOL_LAYERS = {"max": MaxPool2D, "mean": MeanPool2D, "lp": LpPool2D, "subsample": Subsample2D}
 
 
 def build_layer(shape: LayerShape, dtype, rng: np.random.Generator, init: str = "he_normal") -> Layer:
+    """init: the config's train.init, for layers whose own init is not set."""
     spec = shape.spec
     if spec.family == "conv":
         return Conv2D(shape, dtype, rng, init)

@@ -6,14 +6,15 @@ so building a model allocates parameters and nothing can fail halfway.
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import numpy as np
 
-from ..spec.config import Config
 from ..errors import UserError
-from ..kernels.loss import softmax, softmax_cross_entropy
-from .layers import ConvMaxPool, Layer, build_layer
+from ..kernels.loss import loss_curvature, map_loss, softmax, softmax_cross_entropy
+from ..spec.config import Config
+from .layers import ConvMaxPool, Layer, RbfOutput, build_layer
 
 
 def smoothed_cross_entropy(logits: np.ndarray, labels: np.ndarray, eps: float, loss: float,
@@ -124,16 +125,46 @@ class Model:
 
     def loss_and_gradients(self, x: np.ndarray, labels: np.ndarray, noise: np.random.Generator | None = None,
                            label_smoothing: float = 0.0) -> tuple[float, np.ndarray]:
-        """Forward, mean softmax cross-entropy, backward; returns (loss, logits).
-        `noise` draws the dropout masks (none without it); `label_smoothing` ε
-        mixes the targets with the uniform distribution (smoothed_cross_entropy)."""
+        """Forward, the mean of the config's loss (Model.loss), backward; returns (loss, logits).
+        `noise` draws the dropout masks (none without it); `label_smoothing` ε mixes the
+        softmax loss's targets with the uniform distribution (smoothed_cross_entropy)."""
         self.draw_dropout_masks(len(x), noise)
         logits = self.forward(x, training=True)
-        loss, dlogits = softmax_cross_entropy(logits, labels)
+        loss, dlogits = self.loss(logits, labels)
         if label_smoothing:
             loss, dlogits = smoothed_cross_entropy(logits, labels, label_smoothing, float(loss), dlogits)
         self.backward(dlogits)
         return float(loss), logits
+
+    def loss(self, logits: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """(mean loss, dlogits) under the config's train.loss: softmax or map."""
+        if self.config.train.get("loss") == "map":
+            return map_loss(logits, labels, float(self.config.train["map_j"]))
+        return softmax_cross_entropy(logits, labels)
+
+    def curvature(self, x: np.ndarray, labels: np.ndarray, chunk: int = 100) -> list[tuple[str, np.ndarray]]:
+        """(qualified name, h) for every parameter, in parameters() order: h the
+        Gauss–Newton estimate of ∂²E/∂w² averaged over the patterns of x, from the
+        layer-by-layer second-order pass (kernels/second_order.py). Each layer runs
+        on its own (no fused conv + pooling: the pass needs the conv's own output)."""
+        j = float(self.config.train["map_j"]) if self.config.train.get("loss") == "map" else math.inf
+        sums: list[dict] = [{} for _ in self.layers]
+        for start in range(0, len(labels), chunk):
+            out = x[start:start + chunk]
+            for layer in self.layers:
+                layer.training = True
+                out = layer.forward(out)
+            last = self.layers[-1]
+            if isinstance(last, RbfOutput):
+                d2, below = last.backward2_loss(j), len(self.layers) - 1
+            else:
+                d2, below = loss_curvature(out, j), len(self.layers)
+            for i in reversed(range(below)):
+                d2 = self.layers[i].backward2(d2, sums[i])
+        self.clear_caches()
+        n = max(len(labels), 1)
+        return [(f"{layer.name}.{name}", (sums[i][name] / n).astype(self.dtype))
+                for i, layer in enumerate(self.layers) for name in layer.params]
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return softmax(self.forward(x))

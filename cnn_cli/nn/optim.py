@@ -135,19 +135,59 @@ class Adam(Optimizer):
                     self.weight_decay, max(self.steps, 1))
 
 
+class SDLM(Optimizer):
+    """Stochastic diagonal Levenberg–Marquardt (LeCun et al. 1998, appendix C): every
+    parameter w_k steps by lr/(μ + h_kk)·g_k, h_kk the Gauss–Newton estimate of
+    ∂²E/∂w_k² that set_curvature stores (the trainer re-estimates it before each
+    epoch, nn second-order pass). The curvature is optimizer state, so a run resumed in
+    the middle of an epoch goes on with the estimate that epoch started with."""
+
+    slots = ("curvature",)
+
+    def __init__(self, params, lr, mu=0.02, weight_decay=0.0):
+        super().__init__(params, lr, weight_decay)
+        self.mu = mu
+
+    def set_curvature(self, named: list[tuple[str, np.ndarray]]) -> None:
+        """Store h for every parameter (same names and shapes as the parameters)."""
+        for name, h in named:
+            self.state[name]["curvature"][...] = h
+
+    def _update(self, param, grad, state, lr):
+        from ..kernels.optim import sdlm_update
+
+        sdlm_update(param, grad, state["curvature"], lr, self.mu, self.weight_decay)
+
+
 def make_optimizer(train: dict, params: list[tuple[str, np.ndarray]]) -> Optimizer:
+    if train["optimizer"] == "sdlm":
+        return SDLM(params, train["lr"], train.get("sdlm_mu", 0.02), train["weight_decay"])
     if train["optimizer"] == "sgd":
         return SGD(params, train["lr"], train["momentum"], train["nesterov"], train["weight_decay"])
     return Adam(params, train["lr"], weight_decay=train["weight_decay"])
 
 
 def learning_rate(train: dict, step: int, steps_per_epoch: int) -> float:
-    """The rate for a global step: constant, step decay by epochs, or cosine to zero."""
+    """The rate for a global step: constant, step decay by epochs, cosine to zero, or
+    piecewise constant ({piecewise: [[epochs, lr], ...]}, the last rate after the list)."""
     base = train["lr"]
     epoch = step // max(steps_per_epoch, 1)
+    if isinstance(train["schedule"], dict):
+        return piecewise_rate(train["schedule"]["piecewise"], epoch)
     if train["schedule"] == "step":
         return base * train["gamma"] ** (epoch // train["step_size"])
     if train["schedule"] == "cosine":
         total = max(train["epochs"] * steps_per_epoch, 1)
         return 0.5 * base * (1 + math.cos(math.pi * min(step, total) / total))
     return base
+
+
+def piecewise_rate(pieces: list, epoch: int) -> float:
+    """The rate of 0-based `epoch` under [[epochs, lr], ...]: LeCun et al.'s
+    [[2, 5e-4], [3, 2e-4], ...] gives 5e-4 to epochs 0-1, 2e-4 to 2-4, and so on."""
+    end = 0
+    for epochs, rate in pieces:
+        end += int(epochs)
+        if epoch < end:
+            return float(rate)
+    return float(pieces[-1][1])

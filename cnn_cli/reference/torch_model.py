@@ -302,6 +302,10 @@ def make_torch_optimizer(train: dict, module):
     import torch
 
     params = [p for p in module.parameters() if p.requires_grad]
+    if train["optimizer"] not in ("sgd", "adam"):
+        # No PyTorch counterpart: timing ours against Adam would compare different steps.
+        raise UserError(f"train.optimizer: {train['optimizer']} has no PyTorch reference here; "
+                        f"compare with --set train.optimizer=sgd or adam")
     if train["optimizer"] == "sgd":
         momentum = float(train["momentum"])
         return torch.optim.SGD(params, lr=train["lr"], momentum=momentum,

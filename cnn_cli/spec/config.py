@@ -28,11 +28,19 @@ from .safe_yaml import BoundedSafeLoader, YamlTooLarge, read_config_text
 
 POOL_KINDS = ("max", "mean", "lp", "subsample")
 FC_KINDS = ("dense", "rbf")
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sdlm")
 SCHEDULES = ("constant", "step", "cosine")
 RBF_CENTRES = ("digits",)
 FLOAT32_MAX = 3.4028234663852886e38
-INITS = ("he_normal", "pytorch")
+# softmax: cross-entropy of softmax(logits); map: LeCun et al. 1998's MAP criterion
+# for RBF outputs, E = y_correct + log(e^(−j) + Σ_i e^(−y_i)) (kernels/loss.py).
+LOSSES = ("softmax", "map")
+# he_normal: normal, std √(2/F) for relu and √(1/F) otherwise; pytorch: PyTorch's
+# default, uniform ±1/√F for weights and biases; lecun_uniform: U(±2.4/F), the
+# 1998 paper's. F is the unit's own fan-in.
+INITS = ("he_normal", "pytorch", "lecun_uniform")
+# Pooling kinds the second-order (sdlm) pass can go through.
+SDLM_POOLS = ("max", "mean", "subsample")
 
 # Layer names become checkpoint keys (`conv1.weight`); these would collide with
 # the checkpoint's own entries.
@@ -58,6 +66,11 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "init": "pytorch",
     "label_smoothing": 0.0,
     "patience": None,  # epochs without a better validation accuracy before stopping; None: never stop early
+    "loss": "softmax",
+    "map_j": 10.0,
+    "sdlm_mu": 0.02,
+    "sdlm_samples": 500,
+    "track_test": False,
 }
 # Distortions of each training image (augment.py); zero bounds leave the images as they are.
 AUGMENT_DEFAULTS: dict[str, Any] = {
@@ -100,6 +113,7 @@ class ConvSpec:
     activation: str
     connections: Optional[tuple[tuple[bool, ...], ...]] = None  # (in maps) × (filters)
     family: str = "conv"
+    init: Optional[str] = None  # None: train.init
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,7 @@ class DenseSpec:
     activation: str
     dropout: float = 0.0  # inverted dropout of the layer's outputs while training
     family: str = "dense"
+    init: Optional[str] = None  # None: train.init
 
 
 @dataclass(frozen=True)
@@ -313,9 +328,9 @@ def _describe(value: Any) -> str:
 TOP_KEYS = ("name", "input", "blocks", "fc", "train", "data")
 INPUT_KEYS = ("channels", "height", "width", "pad")
 BLOCK_KEYS = ("convs", "pools")
-CONV_KEYS = ("name", "filters", "kernel", "stride", "padding", "activation", "connections")
+CONV_KEYS = ("name", "filters", "kernel", "stride", "padding", "activation", "connections", "init")
 POOL_KEYS = ("name", "kind", "size", "stride", "p", "activation")
-FC_KEYS = ("name", "kind", "units", "activation", "centres", "dropout")
+FC_KEYS = ("name", "kind", "units", "activation", "centres", "dropout", "init")
 TRAIN_KEYS = tuple(TRAIN_DEFAULTS)
 DATA_KEYS = tuple(DATA_DEFAULTS)
 
@@ -405,6 +420,7 @@ def validate_config(raw: Any, source: str) -> Config:
     if train["patience"] is not None and data["val_split"] == 0:
         raise r.fail("train.patience", "early stopping watches validation accuracy; set data.val_split > 0 "
                                        "or remove patience")
+    check_training_fits_network(r, train, layers)
 
     resolved = {
         "name": name,
@@ -433,7 +449,10 @@ def validate_train(r: _Reader, t: dict[str, Any]) -> None:
     r.number(t["momentum"], "train.momentum", low=0.0, high=1.0)
     r.boolean(t["nesterov"], "train.nesterov")
     r.number(t["weight_decay"], "train.weight_decay", low=0.0)
-    r.choice(t["schedule"], "train.schedule", SCHEDULES)
+    if isinstance(t["schedule"], dict):
+        _piecewise(r, t["schedule"])
+    else:
+        r.choice(t["schedule"], "train.schedule", SCHEDULES)
     r.integer(t["step_size"], "train.step_size")
     r.number(t["gamma"], "train.gamma", low=0.0, high=1.0, low_open=True)
     r.integer(t["seed"], "train.seed", minimum=0)
@@ -441,6 +460,11 @@ def validate_train(r: _Reader, t: dict[str, Any]) -> None:
     _in_range(r, t["label_smoothing"], "train.label_smoothing", 0.0, 1.0, high_open=True)
     if t["patience"] is not None:
         r.integer(t["patience"], "train.patience")
+    r.choice(t["loss"], "train.loss", LOSSES)
+    r.number(t["map_j"], "train.map_j", low=0.0)
+    r.number(t["sdlm_mu"], "train.sdlm_mu", low=0.0, low_open=True)
+    r.integer(t["sdlm_samples"], "train.sdlm_samples")
+    r.boolean(t["track_test"], "train.track_test")
 
 
 def _in_range(r: _Reader, value: Any, path: str, low: float, high: float, unit: str = "",
@@ -470,6 +494,37 @@ def validate_augment(r: _Reader, value: Any) -> dict[str, Any]:
     return merged
 
 
+def _piecewise(r: _Reader, schedule: dict) -> None:
+    """schedule: {piecewise: [[epochs, lr], ...]}: each lr for that many epochs, the last one after."""
+    r.mapping(schedule, "train.schedule", ("piecewise",))
+    pieces = schedule.get("piecewise")
+    if not isinstance(pieces, list) or not pieces:
+        raise r.fail("train.schedule.piecewise", "expected a list of [epochs, lr] pairs, e.g. [[2, 5e-4], [3, 2e-4]]")
+    for i, piece in enumerate(pieces):
+        path = f"train.schedule.piecewise[{i}]"
+        if not isinstance(piece, list) or len(piece) != 2:
+            raise r.fail(path, f"expected [epochs, lr], got {_describe(piece)}")
+        r.integer(piece[0], f"{path}[0]")
+        r.number(piece[1], f"{path}[1]", low=0.0, low_open=True)
+
+
+def check_training_fits_network(r: _Reader, t: dict[str, Any], layers: list[LayerShape]) -> None:
+    """The loss and the optimizer need pieces of the network: say which field lacks what."""
+    last = layers[-1]
+    if t["loss"] == "map" and last.spec.family != "rbf":
+        raise r.fail("train.loss", f"map needs an RBF output layer, but {last.path}.kind is {last.spec.family}; "
+                                   f"set {last.path}.kind: rbf or train.loss: softmax")
+    if t["loss"] == "map" and t["label_smoothing"]:
+        raise r.fail("train.label_smoothing", "label smoothing mixes softmax targets; with train.loss: map set it "
+                                              "to 0, or use train.loss: softmax")
+    if t["optimizer"] == "sdlm":
+        for layer in layers:
+            if layer.spec.family == "pool" and layer.spec.kind not in SDLM_POOLS:
+                raise r.fail("train.optimizer", f"sdlm needs second derivatives, which {layer.path}.kind: "
+                                                f"{layer.spec.kind} has none; use {', '.join(SDLM_POOLS)} pooling "
+                                                f"there or another train.optimizer")
+
+
 def validate_data(r: _Reader, d: dict[str, Any]) -> None:
     d["dataset"] = r.choice(str(d["dataset"]).lower() if isinstance(d["dataset"], str) else d["dataset"],
                             "data.dataset", DATASET_NAMES)
@@ -482,13 +537,22 @@ def validate_data(r: _Reader, d: dict[str, Any]) -> None:
     r.choice(d["fit"], "data.fit", FITS)
     r.number(d["test_split"], "data.test_split", low=0.0, high=0.9)
     norm = d["normalize"]
-    if isinstance(norm, list):
+    if isinstance(norm, dict):
+        r.mapping(norm, "data.normalize", ("range",))
+        span = norm.get("range")
+        if not isinstance(span, list) or len(span) != 2:
+            raise r.fail("data.normalize.range", "expected [background, ink], e.g. [-0.1, 1.175]")
+        low = r.number(span[0], "data.normalize.range[0]")
+        if r.number(span[1], "data.normalize.range[1]") == low:
+            raise r.fail("data.normalize.range", "background and ink must differ")
+    elif isinstance(norm, list):
         if len(norm) != 2:
-            raise r.fail("data.normalize", "expected true, false or [mean, std]")
+            raise r.fail("data.normalize", "expected true, false, [mean, std] or {range: [background, ink]}")
         r.number(norm[0], "data.normalize[0]")
         r.number(norm[1], "data.normalize[1]", low=0.0, low_open=True)
     elif not isinstance(norm, bool):
-        raise r.fail("data.normalize", f"expected true, false or [mean, std], got {_describe(norm)}")
+        raise r.fail("data.normalize", f"expected true, false, [mean, std] or {{range: [background, ink]}}, "
+                                       f"got {_describe(norm)}")
     r.number(d["val_split"], "data.val_split", low=0.0, high=0.9)
     d["augment"] = validate_augment(r, d["augment"])
 
@@ -508,9 +572,13 @@ def _conv_spec(r: _Reader, conv: Any, path: str, in_shape, default_name: str):
     connections = None
     if conv.get("connections") is not None:
         connections = _connections(r, conv["connections"], f"{path}.connections", in_shape[0], filters)
-    spec = ConvSpec(name, filters, kernel, stride, padding, _padding_text(padding_raw), activation, connections)
+    init = r.choice(conv["init"], f"{path}.init", INITS) if conv.get("init") is not None else None
+    spec = ConvSpec(name, filters, kernel, stride, padding, _padding_text(padding_raw), activation, connections,
+                    init=init)
     resolved = {"name": name, "filters": filters, "kernel": list(kernel), "stride": list(stride),
                 "padding": padding_raw, "activation": activation}
+    if init is not None:
+        resolved["init"] = init
     if conv.get("connections") is not None:
         resolved["connections"] = conv["connections"]
     return spec, resolved
@@ -625,6 +693,8 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
             raise r.fail(f"{path}.activation", "an rbf layer has no activation; its outputs are squared distances")
         if "dropout" in fc:
             raise r.fail(f"{path}.dropout", "dropout is for dense layers; an rbf layer has no units to drop")
+        if "init" in fc:
+            raise r.fail(f"{path}.init", "an rbf layer has no trainable weights to initialise; remove init")
         centres = r.choice(fc.get("centres", "digits"), f"{path}.centres", RBF_CENTRES)
         if units != 10 or in_shape != (84,):
             raise r.fail(path, f"centres: digits are 10 bitmaps of 7×12, so units must be 10 and the layer "
@@ -635,10 +705,13 @@ def _fc_spec(r: _Reader, fc: Any, path: str, default_name: str, last: bool, in_s
     dropout = _in_range(r, fc.get("dropout", 0.0), f"{path}.dropout", 0.0, 1.0, high_open=True)
     # Hidden layers default to relu; the last layer's outputs are logits.
     activation = r.choice(fc.get("activation", "identity" if last else "relu"), f"{path}.activation", ACTIVATIONS)
+    init = r.choice(fc["init"], f"{path}.init", INITS) if fc.get("init") is not None else None
     resolved = {"name": name, "units": units, "activation": activation}
     if dropout:
         resolved["dropout"] = dropout
-    return DenseSpec(name, units, activation, dropout), resolved
+    if init is not None:
+        resolved["init"] = init
+    return DenseSpec(name, units, activation, dropout, init=init), resolved
 
 
 # ---------------------------------------------------------------- overrides

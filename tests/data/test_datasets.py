@@ -94,9 +94,9 @@ def test_unknown_dataset_names_the_nearest(typo, near):
 
 def test_unknown_dataset_in_a_config(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(Path("cnn_cli/configs/lenet5.yaml").read_text().replace("data: {", "data: {dataset: fashon-mnist, "))
+    path.write_text(Path("cnn_cli/configs/lenet5.yaml").read_text() + "\n")
     with pytest.raises(UserError, match="data.dataset: unknown value 'fashon-mnist'; did you mean 'fashion-mnist'"):
-        load_config(str(path))
+        load_config(str(path), [(["data", "dataset"], "fashon-mnist")])
 
 
 def test_cli_unknown_dataset_is_one_line_and_no_run_folder(tmp_path):
@@ -109,7 +109,7 @@ def test_shipped_configs():
     assert load_config("fashion-lenet5").data["dataset"] == "fashion-mnist"
     cifar = load_config("cifar10")
     assert cifar.data["dataset"] == "cifar10" and cifar.input.shape == (3, 32, 32)
-    convs = [layer for layer in cifar.layers if layer.spec.kind == "conv"]
+    convs = [layer for layer in cifar.layers if layer.spec.family == "conv"]
     assert [c.spec.filters for c in convs] == [32, 32, 64, 64, 128, 128]
     assert all(c.spec.kernel == (3, 3) for c in convs)
 
@@ -290,7 +290,7 @@ def test_resume_on_another_dataset_is_refused(fashion_run, tmp_path):
     root, run = fashion_run
     result = runner.invoke(app, ["train", "--resume", str(run / "last.npz"), "--set", "data.dataset=mnist",
                                  "--data-dir", str(root), "--offline", "--quiet"])
-    one_error_line(result, "data.dataset = fashion-mnist, not mnist")
+    one_error_line(result, "data.dataset = 'fashion-mnist', not 'mnist'")
 
 
 def test_cifar_predict_your_own_photo_resized(cifar_run, tmp_path):

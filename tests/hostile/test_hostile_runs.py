@@ -151,12 +151,13 @@ def test_two_runs_started_together_one_refuses(tmp_path, tiny_yaml, data_dir):
 
 def test_sigterm_saves_and_exits_143_with_the_resume_command(tmp_path, tiny_yaml, data_dir):
     run_dir = tmp_path / "run"
-    argv, env = _cnn("train", tiny_yaml, "--data-dir", data_dir, "--run-dir", run_dir, "--epochs", "50",
+    # Epochs take milliseconds here: enough of them that the signal lands in the training loop.
+    argv, env = _cnn("train", tiny_yaml, "--data-dir", data_dir, "--run-dir", run_dir, "--epochs", "5000",
                      "--batch-size", "8", "--offline")
     process = subprocess.Popen(argv, env={**env, "COLUMNS": "200"}, cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
     for line in process.stdout:
-        if "1/50" in line or "epoch" in line:
+        if "1/5000" in line or "epoch" in line:
             break
     time.sleep(0.3)
     process.send_signal(signal.SIGTERM)
