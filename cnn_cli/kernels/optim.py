@@ -7,6 +7,11 @@ each element once. A model hands its whole parameter buffer over in one call
 the cores in chunks, enough work to repay the split, while SGD, a few
 multiply-adds per number, stays serial (benchmarks/RESULTS.md, Design
 measurements).
+Optimizer state that decays (momentum, Adam's moments of a parameter whose
+gradient stays 0) would sink into subnormal floats, which Intel cores compute
+tens of times slower than normal ones; such values are flushed to 0 as they are
+stored (a select the loops keep vectorised; NaN stays NaN), which moves a parameter by less than a subnormal amount.
+
 Every array is 1-D: the Optimizer passes flat views of C-contiguous arrays
 (optim._flat refuses others), so one compiled signature serves all parameters.
 Constants are cast to the array's dtype so float32 training stays float32, and
@@ -20,12 +25,16 @@ from numba import njit, types, uint64
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 
-@njit(cache=True, error_model="numpy")
 def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
     """PyTorch's SGD: g += λw; v ← μv + g; w −= lr·(g + μv if nesterov else v) (μ = 0: w −= lr·g)."""
+    _sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay, float(np.finfo(param.dtype).tiny))
+
+
+@njit(cache=True, error_model="numpy")
+def _sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay, smallest):
     p, g, v = param, grad, velocity
     T = p.dtype.type
-    rate, mu, decay = T(lr), T(momentum), T(weight_decay)
+    rate, mu, decay, tiny, zero = T(lr), T(momentum), T(weight_decay), T(smallest), T(0)
     if momentum == 0.0:
         for k in range(p.size):
             i = uint64(k)
@@ -35,6 +44,7 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
             i = uint64(k)
             gi = g[i] + decay * p[i]
             vi = mu * v[i] + gi
+            vi = zero if abs(vi) < tiny else vi
             v[i] = vi
             p[i] -= rate * (gi + mu * vi)
     else:
@@ -42,6 +52,7 @@ def sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay):
             i = uint64(k)
             gi = g[i] + decay * p[i]
             vi = mu * v[i] + gi
+            vi = zero if abs(vi) < tiny else vi
             v[i] = vi
             p[i] -= rate * vi
 
@@ -65,7 +76,7 @@ ADAM_CHUNK = 16384
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_span(param, grad, m, v, lo, hi, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt):
+def _adam_span(param, grad, m, v, lo, hi, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt, smallest):
     """PyTorch's single-tensor Adam on elements [lo, hi) (L2 weight decay added to
     the gradient, ε after bias correction): g += λw; m ← m + (1−β1)·(g − m)
     (lerp); v ← β2·v + (1−β2)·g²; w −= step_size · m / (√v/bias2_sqrt + ε),
@@ -79,23 +90,27 @@ def _adam_span(param, grad, m, v, lo, hi, beta1, beta2, eps, weight_decay, step_
     rate = T(step_size)
     sqrt_bc2 = T(bias2_sqrt)
     epsilon = T(eps)
+    tiny, zero = T(smallest), T(0)
     for k in range(lo, hi):
         i = uint64(k)
         gi = g[i] + decay * p[i]
         mi = mm[i] + c1 * (gi - mm[i])
         vi = b2 * vv[i] + c2 * gi * gi
+        mi = zero if abs(mi) < tiny else mi
+        vi = zero if vi < tiny else vi
         mm[i] = mi
         vv[i] = vi
         p[i] -= rate * (mi / (np.sqrt(vi) / sqrt_bc2 + epsilon))
 
 
-@native_item(lambda f: (c_array(f, 1),) * 4 + (types.float64,) * 6 + (types.int64,))
+@native_item(lambda f: (c_array(f, 1),) * 4 + (types.float64,) * 7 + (types.int64,))
 @njit(cache=True, error_model="numpy")
 def _adam_chunk(i, context):
     """One parallel item of adam_update: elements [i·chunk, (i+1)·chunk)."""
-    p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt, chunk = item_args(context)
+    p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt, smallest, chunk = item_args(context)
     lo = i * chunk
-    _adam_span(p, g, m, v, lo, min(p.size, lo + chunk), beta1, beta2, eps, weight_decay, step_size, bias2_sqrt)
+    _adam_span(p, g, m, v, lo, min(p.size, lo + chunk), beta1, beta2, eps, weight_decay, step_size, bias2_sqrt,
+               smallest)
 
 
 def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
@@ -109,11 +124,12 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     step_size = float(lr) / (1.0 - float(beta1) ** int(step))
     bias2_sqrt = (1.0 - float(beta2) ** int(step)) ** 0.5
     _adam_update(launch_address(), _adam_chunk.native.address(param.dtype), param, grad, m, v, float(beta1),
-                 float(beta2), float(eps), float(weight_decay), step_size, bias2_sqrt)
+                 float(beta2), float(eps), float(weight_decay), step_size, bias2_sqrt,
+                 float(np.finfo(param.dtype).tiny))
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_update(launch, chunk_fn, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt):
+def _adam_update(launch, chunk_fn, p, g, m, v, beta1, beta2, eps, weight_decay, step_size, bias2_sqrt, smallest):
     chunks = (p.size + ADAM_CHUNK - 1) // ADAM_CHUNK
     parallel_for(_adam_chunk, launch, chunk_fn, chunks, (p, g, m, v, beta1, beta2, eps, weight_decay, step_size,
-                                                         bias2_sqrt, np.int64(ADAM_CHUNK)))
+                                                         bias2_sqrt, smallest, np.int64(ADAM_CHUNK)))

@@ -144,8 +144,8 @@ def launch_address() -> int:
 @intrinsic
 def parallel_for(typingctx, item, launcher, address, n, args):
     """parallel_for(item_function, launch_address(), item_function.native.address(dtype),
-    n, (arg, ...)): item_function(i, context) for every i < n, in parallel, where
-    item_args(context) is the tuple (arg, ...)."""
+    n, (arg, ...)): item_function(i, context) for every i < n, in parallel (a single
+    item on the calling thread), where item_args(context) is the tuple (arg, ...)."""
     if not isinstance(item, types.Dispatcher) or not isinstance(args, types.BaseTuple):
         return None
     if not all(isinstance(t, types.Integer) for t in (launcher, address, n)):
@@ -166,7 +166,15 @@ def parallel_for(typingctx, item, launcher, address, n, args):
         builder.store(data, slot)
         context_address = builder.ptrtoint(slot, ctx.get_value_type(I64))
         count = ctx.cast(builder, count, signature.args[3], I64)
-        _call_status(ctx, builder, launch, (I64, I64, I64), (addr, count, context_address))
+        one = count.type(1)
+        with builder.if_else(builder.icmp_signed("==", count, one)) as (single, several):
+            with single:
+                # One item runs on the calling thread: waking the thread pool would cost more
+                # than the item (a batch of one image is one chunk). Items write only their
+                # own outputs, so the result is the same bits either way.
+                _call_status(ctx, builder, addr, (I64, I64), (count.type(0), context_address))
+            with several:
+                _call_status(ctx, builder, launch, (I64, I64, I64), (addr, count, context_address))
         return ctx.get_dummy_value()
 
     return types.none(item, launcher, address, n, args), codegen
