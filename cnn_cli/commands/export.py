@@ -17,6 +17,7 @@ from typing import Optional
 from .. import __version__
 from ..io import write_atomically
 from ..nn.checkpoint import load_checkpoint
+from ..spec.datasets import info_from_meta
 from ..spec.config import validate_config
 from ..errors import UserError
 
@@ -69,7 +70,11 @@ def export_onnx(checkpoint: Path, path: Path) -> Exported:
 
     ckpt = load_checkpoint(checkpoint)
     config = validate_config(ckpt.config, f"{checkpoint} (config.json)")
-    model = build_onnx(config, ckpt.weights, str(checkpoint), __version__)
+    try:
+        info = info_from_meta(ckpt.meta)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UserError(f"{checkpoint}: damaged dataset record in meta.json ({error}); train again") from None
+    model = build_onnx(config, ckpt.weights, str(checkpoint), __version__, info)
     data = model.SerializeToString()
     write_atomically(path, lambda handle: handle.write(data))
     inp = config.input

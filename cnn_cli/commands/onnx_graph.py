@@ -34,7 +34,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..spec.config import Config, ConvSpec, DenseSpec, PoolSpec, RbfSpec
-from ..data import MNIST_MEAN, MNIST_STD
+from ..data.loading import normalisation
+from ..spec.datasets import DatasetInfo
 from ..errors import UserError
 
 OPSET = 17
@@ -191,41 +192,58 @@ def fc_layer(g: GraphBuilder, x: str, spec, w: dict) -> str:
     return activation(g, z, spec.activation, spec.name)
 
 
-def preprocessing(g: GraphBuilder, x: str, config: Config) -> str:
-    """÷255, normalisation and zero padding, as data.preprocess does them (float32, same order)."""
+def _per_channel(values) -> np.ndarray:
+    """One number, or one per channel shaped to broadcast over (N, C, H, W)."""
+    array = np.asarray(values, dtype=F32).reshape(-1)
+    return F32(array[0]) if array.size == 1 else array.reshape(1, -1, 1, 1)
+
+
+def preprocessing(g: GraphBuilder, x: str, config: Config, norm) -> str:
+    """÷255, normalisation and padding, as data.preprocess does them (float32, same order):
+    (x − mean) ÷ std per channel, or a linear map of 0 and 255 onto a range whose
+    background value then also fills the border."""
     x = g.op("Div", [x, g.const("scale", F32(255.0))], "scaled")
-    norm = normalisation(config)
-    if norm is not None:
-        x = g.op("Sub", [x, g.const("mean", F32(norm[0]))], "centred")
-        x = g.op("Div", [x, g.const("std", F32(norm[1]))], "normalised")
+    border = F32(0.0)
+    if isinstance(norm, dict):
+        low, high = (float(v) for v in norm["range"])
+        x = g.op("Mul", [x, g.const("span", F32(high - low))], "spanned")
+        x = g.op("Add", [x, g.const("background", F32(low))], "ranged")
+        border = F32(low)
+    elif norm is not None:
+        x = g.op("Sub", [x, g.const("mean", _per_channel(norm[0]))], "centred")
+        x = g.op("Div", [x, g.const("std", _per_channel(norm[1]))], "normalised")
     pad = config.input.pad
     if pad:
         pads = g.const("pads", np.array([0, 0, pad, pad, 0, 0, pad, pad], dtype=np.int64))
-        x = g.op("Pad", [x, pads], "padded", mode="constant")
+        x = g.op("Pad", [x, pads, g.const("border", border)], "padded", mode="constant")
     return x
-
-
-def normalisation(config: Config) -> tuple[float, float] | None:
-    norm = config.data["normalize"]
-    if norm is True:
-        return (MNIST_MEAN, MNIST_STD)
-    return (float(norm[0]), float(norm[1])) if norm else None
 
 
 # ---------------------------------------------------------------- the model
 
 
-def class_names(config: Config) -> list[str]:
-    """Our checkpoints hold digit classes: the output unit index is the class."""
-    return [str(i) for i in range(config.num_classes)]
+def class_names(config: Config, info: DatasetInfo) -> list[str]:
+    """The dataset's class names, one per output unit (the unit's index where the dataset has none)."""
+    return [info.classes[i] if i < len(info.classes) else str(i) for i in range(config.num_classes)]
 
 
-def build_onnx(config: Config, weights: dict[str, np.ndarray], source: str, version: str) -> "onnx.ModelProto":
-    """The checked ONNX model of a checkpoint (config + arrays); raises UserError on mismatched arrays."""
+def _jsonable(norm):
+    """The metadata's normalize: null, {"range": [...]}, [mean, std], or [[means], [stds]] per channel."""
+    if norm is None or isinstance(norm, dict):
+        return norm
+    parts = [[float(v) for v in np.atleast_1d(part)] for part in norm]
+    return [p[0] for p in parts] if all(len(p) == 1 for p in parts) else parts
+
+
+def build_onnx(config: Config, weights: dict[str, np.ndarray], source: str, version: str,
+               info: DatasetInfo) -> "onnx.ModelProto":
+    """The checked ONNX model of a checkpoint (config + arrays + the dataset it was trained on);
+    raises UserError on mismatched arrays."""
     w = checked_weights(config, weights, source)
     g = GraphBuilder()
     inp = config.input
-    x = preprocessing(g, g.name(INPUT_NAME), config)
+    norm = normalisation(config, info)
+    x = preprocessing(g, g.name(INPUT_NAME), config, norm)
     flat = False
     for layer in config.layers:
         spec = layer.spec
@@ -252,12 +270,12 @@ def build_onnx(config: Config, weights: dict[str, np.ndarray], source: str, vers
                               doc_string=f"{config.name} exported by cnn export from {source}")
     # onnxruntime releases accept IR versions up to a point; pin what opset 17 needs, not the newest onnx writes.
     model.ir_version = 8
-    norm = normalisation(config)
     helper.set_model_props(model, {
-        "class_names": json.dumps(class_names(config)),
-        "input": f"{INPUT_NAME}: float32 N×{inp.channels}×{inp.height}×{inp.width}, raw grey levels 0-255, "
-                 f"white digit on black (MNIST style); normalisation and padding happen inside the graph",
-        "normalize": json.dumps(list(norm) if norm else None),
+        "class_names": json.dumps(class_names(config, info)),
+        "dataset": info.name,
+        "input": f"{INPUT_NAME}: float32 N×{inp.channels}×{inp.height}×{inp.width}, raw pixel values 0-255 "
+                 f"as in the training files; normalisation and padding happen inside the graph",
+        "normalize": json.dumps(_jsonable(norm)),
         "input_pad": str(inp.pad),
         "outputs": f"{LOGITS_NAME}: N×{classes} (our logits); {PROBS_NAME}: softmax of the logits",
         "config": json.dumps(config.resolved),

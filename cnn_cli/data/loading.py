@@ -21,20 +21,23 @@ __all__ = ["make_preparer", "check_fits_config", "load_split_for", "load_trainin
 Say = Optional[Callable[[str], None]]
 
 
-def make_preparer(config, info: Optional[DatasetInfo] = None):
-    """uint8 images → float32 (B, C, H+2p, W+2p), as the config's data section says.
-
-    ``normalize: true`` uses the dataset's statistics (``info``, from the
-    checkpoint or computed on a folder's training split; else the built-in's).
-    """
+def normalisation(config, info: Optional[DatasetInfo] = None):
+    """What data.normalize means for this config: None, (means, stds) per channel (or one
+    of each), or {"range": [background, ink]}. ``normalize: true`` uses the dataset's
+    statistics (``info``, from the checkpoint or computed on a folder's training split;
+    else the built-in's). The one reading of the field, for training and for export."""
     norm = config.data["normalize"]
-    if isinstance(norm, dict):  # {"range": [background, ink]}
-        stats = norm
-    elif norm is True:
+    if isinstance(norm, dict):
+        return norm
+    if norm is True:
         info = info if info is not None else builtin_info(config.data.get("dataset", "mnist"))
-        stats = (info.mean, info.std)
-    else:
-        stats = tuple(norm) if norm else None
+        return (tuple(info.mean), tuple(info.std))
+    return (norm[0], norm[1]) if norm else None
+
+
+def make_preparer(config, info: Optional[DatasetInfo] = None):
+    """uint8 images → float32 (B, C, H+2p, W+2p), as the config's data section says."""
+    stats = normalisation(config, info)
     pad = config.input.pad
 
     def prepare(images: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from cnn_cli.cli import app
 from cnn_cli.spec.config import SHIPPED_DIR, load_config, validate_config
 from cnn_cli.data import load_split, make_preparer
 from cnn_cli.errors import UserError
+from cnn_cli.spec.datasets import builtin_info
 from cnn_cli.nn.model import Model
 from idx_fixtures import make_digits
 
@@ -65,8 +66,23 @@ def random_model(config, seed: int) -> Model:
 
 
 def save(model: Model, path: Path) -> Path:
-    save_checkpoint(path, model.state_dict(), {}, model.config.resolved, {})
+    """As training saves it: with the record of the dataset the config names (statistics, class names)."""
+    info = builtin_info(model.config.data.get("dataset", "mnist"))
+    save_checkpoint(path, model.state_dict(), {}, model.config.resolved, {"dataset": info.to_json()})
     return path
+
+
+def images_for(config, digits: np.ndarray) -> np.ndarray:
+    """uint8 images of the config's input size from the digits: zero-padded or cropped to H×W,
+    and for colour inputs three different channels (each a scaled copy)."""
+    h, w = config.input.height, config.input.width
+    canvas = np.zeros((len(digits), h, w), dtype=np.uint8)
+    ch, cw = min(h, digits.shape[1]), min(w, digits.shape[2])
+    canvas[:, :ch, :cw] = digits[:, :ch, :cw]
+    if config.input.channels == 1:
+        return canvas
+    return np.stack([(canvas * (c + 1) // config.input.channels).astype(np.uint8)
+                     for c in range(config.input.channels)], axis=1)
 
 
 def assert_same_logits(theirs: np.ndarray, ours: np.ndarray) -> None:
@@ -86,14 +102,19 @@ def check_onnx_export(config, seed: int, digits: np.ndarray, folder: Path) -> No
     exported = onnx.load(str(folder / "model.onnx"))
     onnx.checker.check_model(exported, full_check=True)
     session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    h, w = config.input.height, config.input.width
-    pixels = digits[:, :h, :w].astype(np.float32)[:, None]  # raw grey levels; the graph normalises and pads
+    images = images_for(config, digits)
+    pixels = images.astype(np.float32)  # raw pixel values; the graph normalises and pads
+    if pixels.ndim == 3:
+        pixels = pixels[:, None]
     logits, probs = session.run(["logits", "probabilities"], {"pixels": pixels})
-    ours = model.forward(make_preparer(config)(digits[:, :h, :w]))
+    info = builtin_info(config.data.get("dataset", "mnist"))
+    ours = model.forward(make_preparer(config, info)(images))
     assert_same_logits(logits, ours)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     props = {p.key: p.value for p in exported.metadata_props}
-    assert json.loads(props["class_names"]) == [str(i) for i in range(config.num_classes)]
+    n = config.num_classes
+    assert json.loads(props["class_names"]) == [info.classes[i] if i < len(info.classes) else str(i) for i in range(n)]
+    assert props["dataset"] == info.name
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -239,7 +260,7 @@ def test_torch_export_round_trips_to_our_logits(name, digits, tmp_path):
     assert result.exit_code == 0, result.output
     net = build_torch_model(config)
     net.load_state_dict(torch.load(tmp_path / "m.pt"))
-    inputs = make_preparer(config)(digits)
+    inputs = make_preparer(config)(images_for(config, digits))
     with torch.no_grad():
         theirs = net(torch.from_numpy(inputs)).numpy()
     assert_same_logits(theirs, model.forward(inputs))
