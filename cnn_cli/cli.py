@@ -553,7 +553,8 @@ def bench(
 
     # BLAS pools: kernels/runtime/blas.py limits NumPy's and SciPy's to one thread (Numba owns the cores); PyTorch's follow
     # --threads. The JSON's machine.thread_pools records what was loaded and its size.
-    from .commands.bench import BenchOptions, parse_batch_sizes, render_bench, run_bench
+    from .commands.bench import BenchOptions, parse_batch_sizes, run_bench
+    from .commands.bench_render import render_bench
 
     options = BenchOptions(config=config, batch_sizes=parse_batch_sizes(batch_sizes), threads=threads,
                            against=against, repeat=repeat, min_time=min_time, inference_batch=inference_batch,

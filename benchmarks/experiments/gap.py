@@ -41,7 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
-from cnn_cli.commands.bench import cpu_model, git_state  # noqa: E402
+from cnn_cli.commands.bench_timing import cpu_model, git_state  # noqa: E402
 from cnn_cli.spec.config import load_config  # noqa: E402
 from cnn_cli.data import load_split, make_preparer, train_val_split  # noqa: E402
 from cnn_cli.nn.optim import learning_rate, make_optimizer  # noqa: E402

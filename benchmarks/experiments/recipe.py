@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from rich.console import Console  # noqa: E402
 
-from cnn_cli.commands.bench import cpu_model, git_state  # noqa: E402
+from cnn_cli.commands.bench_timing import cpu_model, git_state  # noqa: E402
 from cnn_cli.spec.config import load_config, parse_set_option  # noqa: E402
 from cnn_cli.commands.progress import PlainReporter  # noqa: E402
 from cnn_cli.commands.train import TrainOptions, prepare_run  # noqa: E402

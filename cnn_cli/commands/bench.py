@@ -1,7 +1,8 @@
 """`cnn bench`: how fast a network trains and infers, optionally against PyTorch.
 
-Timing functions here return plain data (dicts ready for JSON); `render_bench`
-draws them. Methodology:
+Timing functions here return plain data (dicts ready for JSON); bench_render.py
+draws them, bench_timing.py holds the timing core and the machine description,
+bench_compile.py the compile probe. Methodology:
 
 - Random data of the config's input shape (float32, as `cnn train` feeds the
   kernels) and random labels. Ours and PyTorch's networks start from the same
@@ -57,43 +58,25 @@ BENCH_AFFINE and BENCH_ELASTIC, and the config's own when they differ).
 
 from __future__ import annotations
 
-import gc
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from ..errors import UserError
+from .bench_compile import measure_compile
+from .bench_timing import cpu_model, git_state  # noqa: F401  (TEMP until the running benchmark ends)
+from .bench_timing import figure, interleaved, loadavg, machine_info, ratio
 
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256)
 
 # The issue's targets: ours ÷ PyTorch's images/s in the same run, 2 threads.
 TRAIN_TARGETS = {1: 4.0, 64: 2.0, 256: 1.5}
 INFERENCE_TARGETS = {1000: 1.5}
-COLD_COMPILE_TARGET_S = 20.0
-FIRST_BATCH_TARGET_S = 1.0
 
 # A network with every layer kind, so the compile probe compiles every kernel.
-EVERY_KERNEL_CONFIG = {
-    "name": "every-kernel",
-    "input": {"channels": 1, "height": 28, "width": 28, "pad": 2},
-    "blocks": [
-        {"convs": [{"filters": 6, "kernel": 5, "activation": "scaled_tanh"}],
-         "pools": [{"kind": "subsample", "size": 2}]},
-        {"convs": [{"filters": 16, "kernel": 5, "padding": "same", "connections": "lenet5-c3"}],
-         "pools": [{"kind": "max", "size": 2, "stride": 1}, {"kind": "mean", "size": 2, "stride": 1},
-                   {"kind": "lp", "size": 3, "stride": 3}]},
-    ],
-    "fc": [{"units": 84, "activation": "tanh"}, {"kind": "rbf", "units": 10, "centres": "digits"}],
-}
 
 
 @dataclass
@@ -161,137 +144,6 @@ def set_threads(threads: Optional[int]) -> int:
     if sys.modules.get("torch") is not None:
         sys.modules["torch"].set_num_threads(threads)
     return threads
-
-
-# ---------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info() -> dict:
-    import numba
-
-    try:
-        from importlib.metadata import version
-
-        torch_version = version("torch")
-    except Exception:  # noqa: BLE001 - absent or broken: just say so
-        torch_version = None
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel kernel has run yet
-        layer = None
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    return {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "torch": torch_version,
-        "threading_layer": layer,
-        "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-        "git": git_state(),
-        "thread_pools": thread_pools(),
-        "blas_threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
-    }
-
-
-def thread_pools() -> Optional[list]:
-    """The native thread pools loaded (BLAS, OpenMP) and their sizes, when threadpoolctl is there."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return None
-    return [{"api": info.get("internal_api"), "threads": info.get("num_threads"),
-             "library": os.path.basename(info.get("filepath", ""))} for info in threadpool_info()]
-
-
-def git_state() -> Optional[dict]:
-    """The commit the package was run from and whether its files differed from it (None outside git)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=10)
-        status = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=here, capture_output=True,
-                                text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if commit.returncode != 0:
-        return None
-    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
-    return {"commit": commit.stdout.strip(), "dirty": bool(changed), "changed": changed}
-
-
-def loadavg() -> Optional[list[float]]:
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:  # pragma: no cover
-        return None
-
-
-# ---------------------------------------------------------------- timing core
-
-
-def warm_up(fn: Callable[[], object], min_time: float, min_calls: int = 2) -> None:
-    """Call until both `min_calls` calls and `min_time` seconds are done (compiles, caches, allocators)."""
-    start = time.perf_counter()
-    calls = 0
-    while calls < min_calls or time.perf_counter() - start < min_time:
-        fn()
-        calls += 1
-
-
-def one_repetition(fn: Callable[[], object], min_time: float) -> tuple[int, float]:
-    """(calls, seconds): call `fn` until at least `min_time` seconds have passed."""
-    gc.collect()
-    calls = 0
-    start = time.perf_counter()
-    while True:
-        fn()
-        calls += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            return calls, elapsed
-
-
-def interleaved(runners: dict[str, Callable[[], object]], repeat: int, min_time: float,
-                warmup: float) -> dict[str, list[float]]:
-    """Calls per second of each runner, `repeat` times, repetitions interleaved."""
-    for fn in runners.values():
-        warm_up(fn, warmup)
-    rates: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeat):
-        for name, fn in runners.items():
-            calls, seconds = one_repetition(fn, min_time)
-            rates[name].append(calls / seconds)
-    return rates
-
-
-def figure(calls_per_s: list[float], batch: int) -> dict:
-    images = [rate * batch for rate in calls_per_s]
-    median = statistics.median(images)
-    return {"images_per_s": median, "ms_per_batch": 1000.0 * batch / median, "repetitions": images}
-
-
-def ratio(ours: Optional[float], theirs: Optional[float]) -> Optional[float]:
-    if ours is None or theirs is None or theirs <= 0:
-        return None
-    return ours / theirs
 
 
 # ---------------------------------------------------------------- the two networks
@@ -427,24 +279,38 @@ def augment_call(settings: dict, images: np.ndarray, seed: int):
 
 def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
     """Each layer's forward and backward alone, the fused conv + pooling steps, the loss,
-    the update and the whole step, in ms."""
-    from ..kernels.loss import softmax_cross_entropy
-    from ..nn.layers import ConvMaxPool
-
+    the update and the whole step, in ms; then data.augment's distortions of a batch."""
     batch = options.layer_batch
-    layer_time = max(options.min_time / 5, 1e-3)
     x, y = pair.batch(batch)
-    model = pair.model
     inputs = [x]
-    for layer in model.layers:
+    for layer in pair.model.layers:
         # Time the training path (the inference rows ran before and left
         # training off, which makes the conv layers recompute their columns).
         layer.training = True
         inputs.append(layer.forward(inputs[-1]))
     rng = np.random.default_rng(options.seed + 1)
     modules = dict(pair.net.layers.named_children()) if pair.torch is not None else {}
-    torch = pair.torch
-    rows = []
+    rows: list[dict] = []
+    measure = _measurer(rows, options)
+    _time_layers(pair, inputs, rng, modules, measure)
+    _time_fused_steps(pair, inputs, rng, modules, measure)
+    _time_loss_update_step(pair, x, y, inputs[-1], measure)
+    pair.model.clear_caches()
+    step_ms = rows[-1]["ours_ms"]
+    for name, settings in augment_settings(pair.config):
+        images = pair.rng.integers(0, 256, (batch, pair.config.input.height, pair.config.input.width), dtype=np.uint8)
+        measure(name, "augment", "distort", augment_call(settings, images, options.seed), None)
+        rows[-1]["step_fraction"] = rows[-1]["ours_ms"] / step_ms
+    if progress:
+        step = next(row for row in rows if row["pass"] == "step")
+        vs = f", torch {step['torch_ms']:.2f} ms (×{step['ratio']:.2f})" if step["torch_ms"] else ""
+        progress(f"per layer at batch {batch}: ours step {step['ours_ms']:.2f} ms{vs}")
+    return {"batch_size": batch, "rows": rows}
+
+
+def _measurer(rows: list[dict], options: BenchOptions):
+    """measure(name, kind, pass, ours_fn, torch_fn or None): one interleaved row, appended to rows."""
+    layer_time = max(options.min_time / 5, 1e-3)
 
     def measure(name, kind, pass_, ours_fn, torch_fn):
         runners = {"ours": ours_fn}
@@ -456,37 +322,47 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
         rows.append({"name": name, "kind": kind, "pass": pass_, "ours_ms": ours_ms, "torch_ms": torch_ms,
                      "ratio": ratio(torch_ms, ours_ms)})
 
-    for i, layer in enumerate(model.layers):
+    return measure
+
+
+def _torch_pass(torch, forward, t_in, targets, dy):
+    """PyTorch's forward and backward of one module (or two in a row) on a captured input."""
+    t_out = forward(t_in)
+    t_dy = torch.from_numpy(dy)
+
+    def t_fwd():
+        return forward(t_in)
+
+    def t_bwd():
+        return torch.autograd.grad(t_out, targets, t_dy, retain_graph=True) if targets else None
+
+    return t_fwd, t_bwd
+
+
+def _time_layers(pair: Pair, inputs: list, rng, modules: dict, measure) -> None:
+    torch = pair.torch
+    for i, layer in enumerate(pair.model.layers):
         x_in, y_out = inputs[i], inputs[i + 1]
         dy = (rng.standard_normal(y_out.shape) * 0.01).astype(np.float32)
         t_fwd = t_bwd = None
         if torch is not None:
             module = modules[layer.name]
             t_in = torch.from_numpy(x_in.copy()).requires_grad_(layer.need_dx)
-            t_dy = torch.from_numpy(dy)
             targets = ([t_in] if layer.need_dx else []) + [p for p in module.parameters() if p.requires_grad]
-            t_out = module(t_in)
-
-            def t_fwd(module=module, t_in=t_in):
-                return module(t_in)
-
-            def t_bwd(t_out=t_out, targets=targets, t_dy=t_dy):
-                return torch.autograd.grad(t_out, targets, t_dy, retain_graph=True) if targets else None
-
-        def o_fwd(layer=layer, x_in=x_in):
-            return layer.forward(x_in)
-
-        def o_bwd(layer=layer, dy=dy):
-            return layer.backward(dy)
-
-        measure(layer.name, layer.family, "forward", o_fwd, t_fwd)
+            t_fwd, t_bwd = _torch_pass(torch, module, t_in, targets, dy)
+        measure(layer.name, layer.family, "forward", lambda layer=layer, x_in=x_in: layer.forward(x_in), t_fwd)
         layer.forward(x_in)  # the cache backward reads
-        measure(layer.name, layer.family, "backward", o_bwd, t_bwd)
+        measure(layer.name, layer.family, "backward", lambda layer=layer, dy=dy: layer.backward(dy), t_bwd)
 
-    # The steps the model really runs where a conv and its max pooling are fused
-    # (ConvMaxPool): one kernel call each way, against PyTorch's two modules.
-    position = {layer.name: i for i, layer in enumerate(model.layers)}
-    for step in model.steps:
+
+def _time_fused_steps(pair: Pair, inputs: list, rng, modules: dict, measure) -> None:
+    """The steps the model really runs where a conv and its max pooling are fused
+    (ConvMaxPool): one kernel call each way, against PyTorch's two modules."""
+    from ..nn.layers import ConvMaxPool
+
+    torch = pair.torch
+    position = {layer.name: i for i, layer in enumerate(pair.model.layers)}
+    for step in pair.model.steps:
         if not isinstance(step, ConvMaxPool):
             continue
         i = position[step.conv.name]
@@ -497,39 +373,26 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
             conv_m, pool_m = modules[step.conv.name], modules[step.pool.name]
             t_in = torch.from_numpy(x_in.copy()).requires_grad_(step.conv.need_dx)
             targets = ([t_in] if step.conv.need_dx else []) + [p for p in conv_m.parameters() if p.requires_grad]
-            t_out = pool_m(conv_m(t_in))
-
-            def t_fwd(conv_m=conv_m, pool_m=pool_m, t_in=t_in):
-                return pool_m(conv_m(t_in))
-
-            def t_bwd(t_out=t_out, targets=targets, t_dy=torch.from_numpy(dy)):
-                return torch.autograd.grad(t_out, targets, t_dy, retain_graph=True)
-
-        def o_fwd(step=step, x_in=x_in):
-            return step.forward(x_in)
-
-        def o_bwd(step=step, dy=dy):
-            return step.backward(dy)
-
-        measure(step.name, "conv+pool", "forward", o_fwd, t_fwd)
+            t_fwd, t_bwd = _torch_pass(torch, lambda t, c=conv_m, p=pool_m: p(c(t)), t_in, targets, dy)
+        measure(step.name, "conv+pool", "forward", lambda step=step, x_in=x_in: step.forward(x_in), t_fwd)
         step.forward(x_in)
-        measure(step.name, "conv+pool", "backward", o_bwd, t_bwd)
+        measure(step.name, "conv+pool", "backward", lambda step=step, dy=dy: step.backward(dy), t_bwd)
 
-    logits = inputs[-1]
-    t_loss = None
+
+def _time_loss_update_step(pair: Pair, x, y, logits, measure) -> None:
+    from ..kernels.loss import softmax_cross_entropy
+
+    torch, model = pair.torch, pair.model
+    t_loss = t_update = None
     if torch is not None:
-        F = torch.nn.functional
         t_logits = torch.from_numpy(logits.copy()).requires_grad_(True)
         t_labels = torch.from_numpy(y.astype(np.int64))
 
         def t_loss():
-            return torch.autograd.grad(F.cross_entropy(t_logits, t_labels), [t_logits])
+            return torch.autograd.grad(torch.nn.functional.cross_entropy(t_logits, t_labels), [t_logits])
 
     measure("loss", "loss", "loss", lambda: softmax_cross_entropy(logits, y), t_loss)
-
-    # The update, with real gradients in place.
-    model.loss_and_gradients(x, y)
-    t_update = None
+    model.loss_and_gradients(x, y)  # the update, with real gradients in place
     if torch is not None:
         pair.torch_train(x, y)()
 
@@ -539,121 +402,6 @@ def layer_breakdown(pair: Pair, options: BenchOptions, progress) -> dict:
     measure("optimizer", "optimizer", "update",
             lambda: pair.optimizer.step(list(model.parameters()), pair.lr), t_update)
     measure("step", "step", "step", pair.ours_train(x, y), pair.torch_train(x, y) if torch is not None else None)
-    model.clear_caches()
-    step_ms = rows[-1]["ours_ms"]
-    for name, settings in augment_settings(pair.config):
-        images = pair.rng.integers(0, 256, (batch, pair.config.input.height, pair.config.input.width), dtype=np.uint8)
-        measure(name, "augment", "distort", augment_call(settings, images, options.seed), None)
-        rows[-1]["step_fraction"] = rows[-1]["ours_ms"] / step_ms
-    if progress:
-        step = rows[-1]
-        vs = f", torch {step['torch_ms']:.2f} ms (×{step['ratio']:.2f})" if step["torch_ms"] else ""
-        progress(f"per layer at batch {batch}: ours step {step['ours_ms']:.2f} ms{vs}")
-    return {"batch_size": batch, "rows": rows}
-
-
-# ---------------------------------------------------------------- compilation (subprocesses)
-
-
-def every_kernel_config():
-    from ..spec.config import validate_config
-
-    return validate_config(json.loads(json.dumps(EVERY_KERNEL_CONFIG)), "<cnn bench: every layer kind>")
-
-
-def _probe_network(config, batch: int) -> dict:
-    """First (compiling or cache-loading) and second calls of a training step and inference."""
-    from ..nn.model import Model
-    from ..nn.optim import make_optimizer
-
-    model = Model(config, seed=0)
-    optimizer = make_optimizer(config.train, [(n, p) for n, p, _ in model.parameters()])
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch,) + tuple(config.input.shape)).astype(np.float32)
-    y = rng.integers(0, config.num_classes, batch).astype(np.uint8)
-    lr = float(config.train["lr"])
-    times = {}
-    for label in ("first", "second"):
-        start = time.perf_counter()
-        model.loss_and_gradients(x, y)
-        optimizer.step(list(model.parameters()), lr)
-        times[f"{label}_train_step_s"] = time.perf_counter() - start
-        if label == "first":
-            times["first_batch_wall"] = time.time()
-        start = time.perf_counter()
-        model.predict_proba(x)
-        times[f"{label}_inference_s"] = time.perf_counter() - start
-    model.clear_caches()
-    return {"name": config.name, **times}
-
-
-def probe_main(argv: list[str]) -> None:
-    """`python -m cnn_cli.commands.bench probe CONFIG BATCH THREADS LAUNCH_WALL`: prints one JSON line."""
-    config_name, batch, threads, launch = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
-    start = time.perf_counter()
-    import numba
-
-    from ..spec.config import load_config
-    from ..kernels import activations, conv, dense, loss, pool  # noqa: F401 - the import is timed
-
-    import_s = time.perf_counter() - start
-    numba.set_num_threads(threads)
-    config = load_config(config_name)
-    networks = [_probe_network(config, batch), _probe_network(every_kernel_config(), batch)]
-    # The standalone activation kernels (no layer calls them): compile them too.
-    start = time.perf_counter()
-    z = np.linspace(-2, 2, 64, dtype=np.float32).reshape(4, 16)
-    activations.activation_backward(z, activations.activation_forward(z, activations.RELU), activations.RELU)
-    extra_s = time.perf_counter() - start
-    # Every compiled dispatcher of every kernel module loaded (new kernel files included).
-    kernels = sorted({f"{mod_name.rsplit('.', 1)[-1]}.{name}"
-                      for mod_name, module in list(sys.modules.items()) if mod_name.startswith("cnn_cli.kernels.")
-                      for name, obj in vars(module).items()
-                      if isinstance(obj, numba.core.registry.CPUDispatcher) and obj.signatures
-                      and obj.py_func.__module__ == mod_name})
-    print(json.dumps({"import_s": import_s, "networks": networks, "standalone_activation_s": extra_s,
-                      "first_batch_after_launch_s": networks[0]["first_batch_wall"] - launch,
-                      "kernels": kernels}))
-
-
-def _run_probe(config_name: str, batch: int, threads: int, cache_dir: str) -> dict:
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    launch = time.time()
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cnn_cli.commands.bench", "probe", config_name, str(batch), str(threads),
-                           repr(launch)], env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"compile probe failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["process_s"] = wall
-    result["first_calls_s"] = (sum(n["first_train_step_s"] + n["first_inference_s"] for n in result["networks"])
-                               + result["standalone_activation_s"])
-    return result
-
-
-def measure_compile(config_name: str, threads: int, batch: int = 16, progress=None) -> dict:
-    """Cold compile (empty NUMBA_CACHE_DIR) and cache load (the same folder, now filled), each in a fresh process."""
-    with tempfile.TemporaryDirectory(prefix="cnn-bench-numba-cache-") as cache_dir:
-        cold = _run_probe(config_name, batch, threads, cache_dir)
-        if progress:
-            progress(f"cold compile of every kernel: {cold['first_calls_s']:.1f} s")
-        cached = _run_probe(config_name, batch, threads, cache_dir)
-    if progress:
-        progress(f"load from the cache: {cached['first_calls_s']:.2f} s")
-    return {
-        "cold_s": cold["first_calls_s"],
-        "cache_load_s": cached["first_calls_s"],
-        "cold_process_s": cold["process_s"],
-        "cached_process_s": cached["process_s"],
-        "import_s": cached["import_s"],
-        "first_batch_after_launch_s": cached["first_batch_after_launch_s"],
-        "cold_first_batch_after_launch_s": cold["first_batch_after_launch_s"],
-        "batch_size": batch,
-        "kernels": cold["kernels"],
-        "networks": {"cold": cold["networks"], "cached": cached["networks"]},
-        "targets": {"cold_s": COLD_COMPILE_TARGET_S, "first_batch_after_launch_s": FIRST_BATCH_TARGET_S},
-    }
 
 
 # ---------------------------------------------------------------- the whole run
@@ -702,87 +450,3 @@ def _run(options: BenchOptions, config, threads: int, progress) -> dict:
     }
     result["machine"] = {**machine_info(), "loadavg_before": load_before, "loadavg_after": loadavg()}
     return result
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def _num(v: Optional[float], fmt: str = ",.0f") -> str:
-    return "-" if v is None else format(v, fmt)
-
-
-def _ratio_text(r: Optional[float], target: Optional[float] = None) -> str:
-    if r is None:
-        return "-"
-    text = f"×{r:.2f}"
-    if target is not None:
-        text += f" ({'met' if r >= target else 'below'} ≥{target:g})"
-    return text
-
-
-def render_bench(result: dict) -> list:
-    """Rich renderables: header, throughput tables, per-layer table, compile lines."""
-    from rich.table import Table
-    from rich.text import Text
-
-    m = result["machine"]
-    has_torch = any(row["torch"] for row in result["train"] + result["inference"])
-    out = [Text(f"{result['config']}: {m['cpu']}, {m['cores']} cores, {result['threads']} threads; "
-                f"numba {m['numba']}" + (f", torch {m['torch']}" if has_torch else "") +
-                f"; median of {result['settings']['repeat']} × ≥{result['settings']['min_time']:g} s"
-                f"; load average {m['loadavg_before']}")]
-    for kind, title in (("train", "training step (forward, loss, backward, update)"), ("inference", "inference")):
-        table = Table(title=f"{title}, images/s", title_justify="left")
-        table.add_column("batch", justify="right")
-        table.add_column("ours", justify="right")
-        table.add_column("ms/batch", justify="right")
-        if has_torch:
-            table.add_column("torch", justify="right")
-            table.add_column("ms/batch", justify="right")
-            table.add_column("ours ÷ torch", justify="right")
-        for row in result[kind]:
-            cells = [str(row["batch_size"]), _num(row["ours"]["images_per_s"]), _num(row["ours"]["ms_per_batch"], ".2f")]
-            if has_torch:
-                t = row["torch"] or {}
-                cells += [_num(t.get("images_per_s")), _num(t.get("ms_per_batch"), ".2f"),
-                          _ratio_text(row["ratio"], row["target"])]
-            table.add_row(*cells)
-        out.append(table)
-    layers = result["layers"]
-    table = Table(title=f"per layer at batch {layers['batch_size']}, ms", title_justify="left")
-    table.add_column("layer")
-    table.add_column("pass")
-    table.add_column("ours", justify="right")
-    if has_torch:
-        table.add_column("torch", justify="right")
-        table.add_column("torch ÷ ours", justify="right")
-    for row in layers["rows"]:
-        if row["kind"] == "augment":
-            continue
-        cells = [row["name"], row["pass"], _num(row["ours_ms"], ".3f")]
-        if has_torch:
-            cells += [_num(row["torch_ms"], ".3f"), _ratio_text(row["ratio"])]
-        table.add_row(*cells)
-    out.append(table)
-    for row in layers["rows"]:
-        if row["kind"] == "augment":
-            fraction = row.get("step_fraction")
-            share = f" = {100 * fraction:.1f} % of the training step (target ≤ 15 %)" if fraction is not None else ""
-            out.append(Text(f"{row['name']}: {row['ours_ms']:.3f} ms to distort a batch of "
-                            f"{layers['batch_size']}{share}"))
-    c = result["compile"]
-    if c:
-        out.append(Text(f"compile: cold {c['cold_s']:.1f} s for every kernel ({len(c['kernels'])}; target ≤ "
-                        f"{COLD_COMPILE_TARGET_S:g} s), loading them from the cache {c['cache_load_s']:.2f} s; "
-                        f"a cached process finished its first batch {c['first_batch_after_launch_s']:.2f} s "
-                        f"after launch (target ≤ {FIRST_BATCH_TARGET_S:g} s)"))
-    if not has_torch:
-        out.append(Text("add --against torch for same-run ratios against PyTorch"))
-    return out
-
-
-if __name__ == "__main__":  # the compile probe's entry point
-    if len(sys.argv) >= 2 and sys.argv[1] == "probe":
-        probe_main(sys.argv[2:])
-    else:
-        sys.exit("usage: python -m cnn_cli.commands.bench probe CONFIG BATCH THREADS LAUNCH_WALL")

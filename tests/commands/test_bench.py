@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnn_cli.commands.bench import BenchOptions, parse_batch_sizes, render_bench
+from cnn_cli.commands.bench import BenchOptions, parse_batch_sizes
+from cnn_cli.commands.bench_render import render_bench
 from cnn_cli.cli import app
 from cnn_cli.spec.config import load_config
 from cnn_cli.errors import UserError

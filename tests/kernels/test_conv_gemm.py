@@ -260,7 +260,7 @@ def test_model_with_fused_steps_equals_layer_by_layer(config_name, batch):
 def test_execution_plan_fuses_only_what_one_kernel_can_run():
     """Fused: a conv followed by 2×2 stride-2 max pooling. Not fused: overlapping or
     other pooling, a pool not right after a conv."""
-    from cnn_cli.commands.bench import every_kernel_config
+    from cnn_cli.commands.bench_compile import every_kernel_config
     from cnn_cli.spec.config import load_config
     from cnn_cli.nn.model import Model
 
