@@ -90,7 +90,7 @@ def busy_processes() -> list[str]:
 
 def machine() -> dict:
     sys.path.insert(0, str(REPO))
-    from cnn_cli.commands.bench import cpu_model, git_state
+    from cnn_cli.commands.bench_timing import cpu_model, git_state
 
     versions = {}
     for name in ("numpy", "numba", "torch"):

@@ -80,7 +80,7 @@ def _activity(command: str, error: BaseException) -> str:
     where = ""
     for frame, _ in traceback.walk_tb(error.__traceback__):
         module = frame.f_globals.get("__name__", "")
-        if module.startswith("cnn_cli.") and module not in ("cnn_cli.cli", __name__):
+        if module.startswith("cnn_cli.") and not module.startswith("cnn_cli.cli") and module != __name__:
             where = f"{module[len('cnn_cli.'):]}.{frame.f_code.co_name}"
     step = _doing[-1] if _doing else f"running {command}"
     return f"{step} (in {where})" if where else step

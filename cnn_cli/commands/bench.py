@@ -67,7 +67,6 @@ import numpy as np
 
 from ..errors import UserError
 from .bench_compile import measure_compile
-from .bench_timing import cpu_model, git_state  # noqa: F401  (TEMP until the running benchmark ends)
 from .bench_timing import figure, interleaved, loadavg, machine_info, ratio
 
 DEFAULT_BATCH_SIZES = (1, 16, 64, 256)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 from ..errors import UserError
+from ..io import write_text_atomically
 from .runlock import LOCK_NAME, RunLock, read_owner, remove_stale_temp_files, stale_temp_files
 
 
@@ -58,3 +60,29 @@ def check_run_dir(run_dir: Path, resuming: bool) -> None:
             else run_dir / "best.npz"
         raise UserError(f"--run-dir {run_dir}: already holds files; choose an empty or new folder, or continue "
                         f"that run with --resume {latest}")
+
+
+# The columns of metrics.csv, one row per epoch.
+METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
+TEST_FIELDS = ("test_loss", "test_acc")  # train.track_test only
+
+
+def choose_run_dir(config, run_dir: Optional[Path]) -> Path:
+    """--run-dir, else runs/<config name>, numbered when that exists."""
+    if run_dir is not None:
+        return Path(run_dir)
+    base = Path("runs") / config.name
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{config.name}-{n}")
+    return candidate
+
+
+def write_metrics(path: Path, history: list[dict]) -> None:
+    """metrics.csv: one row per epoch (test columns only when the run tracks the test set)."""
+    fields = METRIC_FIELDS + (TEST_FIELDS if any("test_acc" in row for row in history) else ())
+    lines = [",".join(fields)]
+    for row in history:
+        lines.append(",".join("" if row.get(k) is None else repr(row[k]) for k in fields))
+    write_text_atomically(path, "\n".join(lines) + "\n")

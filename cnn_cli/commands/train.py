@@ -25,17 +25,14 @@ import numpy as np
 
 from ..io import write_atomically, write_text_atomically
 from ..nn.checkpoint import load_checkpoint, save_checkpoint
-from ..spec.config import Config, dump_yaml, validate_config
+from ..spec.config import Config, dump_yaml
 from ..errors import UserError
 from .evaluate import evaluate
 from .progress import PlainReporter, compile_notice
-from .rundir import _remove_if_empty, check_run_dir, take_run_dir
+from .rundir import (METRIC_FIELDS, TEST_FIELDS, _remove_if_empty, check_run_dir, choose_run_dir, take_run_dir,
+                     write_metrics)
+from .resume import check_resume_compatible
 from .stops import first_nonfinite_layer, nonfinite_gradient_layers
-
-METRIC_FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s")
-# With train.track_test: the test set scored after every epoch, for the curves only
-# (the checkpoint is still chosen on validation accuracy).
-TEST_FIELDS = ("test_loss", "test_acc")
 
 
 class TrainingInterrupted(Exception):
@@ -121,25 +118,6 @@ def load_dataset(config: Config, data_dir: Path, offline: bool, console=None, sa
 
 
 # ---------------------------------------------------------------- run folder
-
-
-def choose_run_dir(config: Config, run_dir: Optional[Path]) -> Path:
-    if run_dir is not None:
-        return Path(run_dir)
-    base = Path("runs") / config.name
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{config.name}-{n}")
-    return candidate
-
-
-def write_metrics(path: Path, history: list[dict]) -> None:
-    fields = METRIC_FIELDS + (TEST_FIELDS if any("test_acc" in row for row in history) else ())
-    lines = [",".join(fields)]
-    for row in history:
-        lines.append(",".join("" if row.get(k) is None else repr(row[k]) for k in fields))
-    write_text_atomically(path, "\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------- training
@@ -487,27 +465,3 @@ def prepare_run(config: Config, options: TrainOptions, reporter: PlainReporter) 
 
 # Settings a resumed run must share with the run it continues: they fix the
 # train/validation split, the shuffling and what a saved batch position means.
-RESUME_INVARIANTS = (("train", "seed"), ("train", "batch_size"), ("data", "val_split"), ("data", "dataset"))
-SAVED_DEFAULTS = {("data", "dataset"): "mnist"}  # checkpoints written before the key existed
-
-
-def check_resume_compatible(config: Config, saved: dict, path: Path) -> None:
-    from ..limits import short_repr
-
-    for section, key in RESUME_INVARIANTS:
-        part = saved.get(section) if isinstance(saved, dict) else None
-        before = part.get(key, SAVED_DEFAULTS.get((section, key))) if isinstance(part, dict) else None
-        now = config.resolved[section][key]
-        if before != now:
-            shown = short_repr(before)
-            raise UserError(f"{path}: was trained with {section}.{key} = {shown}, not {short_repr(now)}; resuming with another "
-                            f"value would change the data order or split — keep {shown}, or start a new run")
-
-
-def config_for_resume(checkpoint_path: Path, sets) -> Config:
-    """The config a checkpoint was trained with, plus any command-line overrides."""
-    from ..spec.config import apply_overrides
-
-    checkpoint = load_checkpoint(checkpoint_path)
-    resolved = apply_overrides(checkpoint.config, sets) if sets else checkpoint.config
-    return validate_config(resolved, f"{checkpoint_path} (config.json)")

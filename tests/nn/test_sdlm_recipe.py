@@ -262,7 +262,7 @@ def test_sdlm_run_learns_and_tracks_the_test_set(sdlm_run):
 
 
 def test_metrics_without_track_test_have_no_test_columns(tmp_path):
-    from cnn_cli.commands.train import write_metrics
+    from cnn_cli.commands.rundir import write_metrics
 
     row = {"epoch": 1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": None, "val_acc": None, "lr": 0.1,
            "seconds": 1.0, "images_per_s": 10.0}
