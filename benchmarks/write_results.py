@@ -54,7 +54,7 @@ def _git(machine):
     return text
 
 
-def render(bench, wall) -> str:
+def render(bench, wall, extra=()) -> str:
     out = ["# Benchmark results", ""]
     source = bench or wall
     if source is None:
@@ -113,43 +113,9 @@ def render(bench, wall) -> str:
     out.append("")
 
     # ------------------------------------------------------------ cnn bench
-    if bench:
-        s = bench["settings"]
-        out += [f"## `cnn bench {bench['config']}`", "",
-                f"Random data; median of {s['repeat']} repetitions of at least {s['min_time']:g} s each, after a "
-                f"warm-up (JIT compilation is never timed here); the range is the slowest and fastest repetition.", ""]
-        for kind, title in (("train", "Training step (forward, loss, backward, optimizer update), images/s"),
-                            ("inference", "Inference (forward pass), images/s")):
-            out += [f"### {title}", "", "| batch | ours | range | PyTorch | range | ours ÷ PyTorch |",
-                    "|---:|---:|---:|---:|---:|---:|"]
-            for row in bench[kind]:
-                t = row["torch"] or {}
-                out.append(f"| {row['batch_size']} | {_n(row['ours']['images_per_s'])} | {_spread(row['ours'])} | "
-                           f"{_n(t.get('images_per_s'))} | {_spread(row['torch'])} | {_x(row['ratio'])} |")
-            out.append("")
-        layers = bench["layers"]
-        out += [f"### Per layer at batch {layers['batch_size']}, ms", "",
-                "Each layer alone on inputs captured from a real forward pass (PyTorch: the module on a detached "
-                "input that requires grad; backward through `torch.autograd.grad`). `loss` is forward and backward "
-                "together, `update` the optimizer step, `step` the whole training step. `conv1+pool1` is the fused "
-                "step the model really runs (one kernel for the conv and its max pooling; PyTorch: the two modules).",
-                "",
-                "| layer | pass | ours | PyTorch | PyTorch ÷ ours |", "|---|---|---:|---:|---:|"]
-        for row in layers["rows"]:
-            out.append(f"| {row['name']} | {row['pass']} | {_n(row['ours_ms'], '.3f')} | {_n(row['torch_ms'], '.3f')} | "
-                       f"{_x(row['ratio'])} |")
-        out.append("")
-        c = bench.get("compile")
-        if c:
-            out += ["### JIT compilation", "",
-                    f"Measured in fresh processes: first the config's network, then one with every layer kind, so "
-                    f"all {len(c['kernels'])} kernels compile; the figures are the summed first calls (training step and "
-                    f"inference at batch {c['batch_size']}).", "",
-                    f"- cold, empty `NUMBA_CACHE_DIR`: **{c['cold_s']:.1f} s** (whole process {c['cold_process_s']:.1f} s)",
-                    f"- the same again, loading from that cache: **{c['cache_load_s']:.2f} s** (whole process "
-                    f"{c['cached_process_s']:.1f} s; importing numba and the kernels {c['import_s']:.2f} s)",
-                    f"- launch to the end of the first training step, cached: {c['first_batch_after_launch_s']:.2f} s; "
-                    f"cold: {c['cold_first_batch_after_launch_s']:.1f} s", ""]
+    for one in (bench, *extra):
+        if one:
+            out += bench_section(one)
 
     # ------------------------------------------------------------ whole process
     if wall:
@@ -182,6 +148,48 @@ def render(bench, wall) -> str:
     return "\n".join(out)
 
 
+def bench_section(bench) -> list[str]:
+    """The tables of one `cnn bench --json` result."""
+    out: list[str] = []
+    s = bench["settings"]
+    out += [f"## `cnn bench {bench['config']}`", "",
+            f"Random data; median of {s['repeat']} repetitions of at least {s['min_time']:g} s each, after a "
+            f"warm-up (JIT compilation is never timed here); the range is the slowest and fastest repetition.", ""]
+    for kind, title in (("train", "Training step (forward, loss, backward, optimizer update), images/s"),
+                        ("inference", "Inference (forward pass), images/s")):
+        out += [f"### {title}", "", "| batch | ours | range | PyTorch | range | ours ÷ PyTorch |",
+                "|---:|---:|---:|---:|---:|---:|"]
+        for row in bench[kind]:
+            t = row["torch"] or {}
+            out.append(f"| {row['batch_size']} | {_n(row['ours']['images_per_s'])} | {_spread(row['ours'])} | "
+                       f"{_n(t.get('images_per_s'))} | {_spread(row['torch'])} | {_x(row['ratio'])} |")
+        out.append("")
+    layers = bench["layers"]
+    out += [f"### Per layer at batch {layers['batch_size']}, ms", "",
+            "Each layer alone on inputs captured from a real forward pass (PyTorch: the module on a detached "
+            "input that requires grad; backward through `torch.autograd.grad`). `loss` is forward and backward "
+            "together, `update` the optimizer step, `step` the whole training step. `conv1+pool1` is the fused "
+            "step the model really runs (one kernel for the conv and its max pooling; PyTorch: the two modules).",
+            "",
+            "| layer | pass | ours | PyTorch | PyTorch ÷ ours |", "|---|---|---:|---:|---:|"]
+    for row in layers["rows"]:
+        out.append(f"| {row['name']} | {row['pass']} | {_n(row['ours_ms'], '.3f')} | {_n(row['torch_ms'], '.3f')} | "
+                   f"{_x(row['ratio'])} |")
+    out.append("")
+    c = bench.get("compile")
+    if c:
+        out += ["### JIT compilation", "",
+                f"Measured in fresh processes: first the config's network, then one with every layer kind, so "
+                f"all {len(c['kernels'])} kernels compile; the figures are the summed first calls (training step and "
+                f"inference at batch {c['batch_size']}).", "",
+                f"- cold, empty `NUMBA_CACHE_DIR`: **{c['cold_s']:.1f} s** (whole process {c['cold_process_s']:.1f} s)",
+                f"- the same again, loading from that cache: **{c['cache_load_s']:.2f} s** (whole process "
+                f"{c['cached_process_s']:.1f} s; importing numba and the kernels {c['import_s']:.2f} s)",
+                f"- launch to the end of the first training step, cached: {c['first_batch_after_launch_s']:.2f} s; "
+                f"cold: {c['cold_first_batch_after_launch_s']:.1f} s", ""]
+    return out
+
+
 def _launches(figures: dict) -> str:
     """', median of N launches (range a–b)' when several launches were timed."""
     runs = figures.get("end_runs_s", [])
@@ -208,9 +216,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bench", type=Path, default=HERE / "results" / "bench.json")
     parser.add_argument("--wall", type=Path, default=HERE / "results" / "train_wall.json")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[HERE / "results" / "bench_cifar10.json"],
+                        help="more `cnn bench --json` results to tabulate (skipped when missing)")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    args.out.write_text(render(_load(args.bench), _load(args.wall)) + kept_sections(args.out))
+    extra = [_load(path) for path in args.extra if path.is_file()]
+    args.out.write_text(render(_load(args.bench), _load(args.wall), extra) + kept_sections(args.out))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
