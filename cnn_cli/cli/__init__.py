@@ -6,5 +6,5 @@ app.py holds the application and what every command shares; each other module
 registers a group of commands on it, in the order `cnn --help` lists them.
 """
 
-from .app import app, main  # noqa: F401
+from .app import app  # noqa: F401
 from . import training, inspecting, lesson, tools  # noqa: F401,E402  (importing registers the commands)

@@ -119,7 +119,3 @@ def checked_dataset(name: Optional[str]) -> Optional[str]:
 
 
 CONFIG_HELP = "A config YAML file, or the bare name of a shipped one (lenet5, lenet5-classic, caffe-lenet, fashion-lenet5, cifar10)."
-
-
-def main():  # pragma: no cover - console-script shim
-    app()

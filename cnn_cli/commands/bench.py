@@ -6,7 +6,7 @@ bench_compile.py the compile probe. Methodology:
 
 - Random data of the config's input shape (float32, as `cnn train` feeds the
   kernels) and random labels. Ours and PyTorch's networks start from the same
-  weights (`torch_reference.copy_weights`) and use the same optimizer settings.
+  weights (`reference/torch_model.copy_weights`) and use the same optimizer settings.
 - A figure is the median of `repeat` repetitions; a repetition calls the step
   until at least `min_time` seconds have passed and counts images (or calls)
   per second. Every callable is warmed up first, so JIT compilation and

@@ -2,7 +2,7 @@
 
 ONNX needs only the `onnx` package (the `onnx` extra) and is built from the
 checkpoint's config and arrays without the kernels (commands/onnx_graph.py).
-`--format torch` fills the PyTorch twin of the network (torch_reference.py)
+`--format torch` fills the PyTorch twin of the network (reference/torch_model.py)
 with the checkpoint's weights through `copy_weights` and saves its state_dict.
 Files are written atomically: a failure never leaves a half-written model.
 """

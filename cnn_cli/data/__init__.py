@@ -6,13 +6,13 @@ preprocessing), cifar, folder, download + fetch (pooch), loading (what the
 commands call). This package re-exports what the rest of cnn-cli imports.
 """
 
-from .idx import (IMAGES_MAGIC, LABELS_MAGIC, MNIST_MEAN, MNIST_STD, load_mnist, load_split, preprocess, read_idx,
+from .idx import (IMAGES_MAGIC, LABELS_MAGIC, MNIST_MEAN, MNIST_STD, load_split, preprocess, read_idx,
                   split_paths, train_val_split)
 from .loading import check_fits_config, check_same_dataset, load_split_for, load_training_data, make_preparer
 from ..spec.datasets import DATASET_NAMES, DATASETS, DatasetInfo, dataset_dir, get_dataset, info_from_meta
 
 __all__ = [
-    "IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_MEAN", "MNIST_STD", "load_mnist", "load_split", "preprocess", "read_idx",
+    "IMAGES_MAGIC", "LABELS_MAGIC", "MNIST_MEAN", "MNIST_STD", "load_split", "preprocess", "read_idx",
     "split_paths", "train_val_split", "check_fits_config", "check_same_dataset", "load_split_for",
     "load_training_data", "make_preparer", "DATASET_NAMES", "DATASETS", "DatasetInfo", "dataset_dir", "get_dataset",
     "info_from_meta",

@@ -33,7 +33,6 @@ __all__ = [
     "load_split",
     "preprocess",
     "train_val_split",
-    "load_mnist",
     "normalization",
 ]
 
@@ -321,14 +320,3 @@ def train_val_split(n: int, val_fraction: float, seed: int) -> Tuple[np.ndarray,
     perm = np.random.default_rng(seed).permutation(n).astype(np.int64)
     return perm[n_val:], perm[:n_val]
 
-
-def load_mnist(
-    data_dir: Union[Path, str],
-    split: str,
-    *,
-    normalize: Union[None, bool, Sequence[float]] = None,
-    pad: int = 0,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """``load_split`` then ``preprocess``: float32 (N, 1, H', W') inputs and int64 labels."""
-    images, labels = load_split(data_dir, split)
-    return preprocess(images, normalize=normalize, pad=pad), labels
