@@ -280,6 +280,7 @@ def checkpoint(tmp_path) -> Path:
 
 
 def test_not_our_checkpoint(tmp_path):
+    pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'cnn-cli[onnx]'")
     (tmp_path / "text.npz").write_text("not a checkpoint")
     one_line_error(invoke("export", tmp_path / "text.npz"), "not a NumPy .npz checkpoint")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
