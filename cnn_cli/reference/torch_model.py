@@ -202,41 +202,14 @@ def build_torch_model(config: Config, threads: int | None = None):
     return classes["net"](layers)
 
 
-def init_like_ours(net, config: Config, seed: int = 0) -> None:
-    """Initialise a freshly built network the way our layers do (for scripts that train
-    it on its own): normal weights with He's std √(2/fan_in) before ReLU, LeCun's
-    √(1/fan_in) otherwise (fan_in counts connected input maps only), zero biases,
-    subsampling as mean pooling (β = 1/window). Same distribution, not the same numbers."""
-    import torch
+def init_like_ours(net, config: Config, seed: int = 0, init: str = "he_normal") -> None:
+    """Initialise a freshly built network as our layers do with train.init (for scripts that
+    train it on its own); fan_in counts connected input maps only, subsampling starts as mean
+    pooling (β = 1/window). Same distribution, not the same numbers.
 
-    generator = torch.Generator().manual_seed(int(seed))
-    modules = dict(net.layers.named_children())
-    with torch.no_grad():
-        for shape in config.layers:
-            spec, module = shape.spec, modules[shape.spec.name]
-            if spec.family in ("conv", "dense"):
-                w = module.weight
-                if spec.family == "conv":
-                    mask = getattr(module, "mask", None)
-                    connections = int(mask.sum().item()) if mask is not None else w.shape[0] * w.shape[1]
-                    fan_in = connections * w.shape[2] * w.shape[3] // w.shape[0]
-                else:
-                    fan_in = w.shape[1]
-                std = ((2.0 if spec.activation == "relu" else 1.0) / max(fan_in, 1)) ** 0.5
-                w.copy_(torch.randn(w.shape, generator=generator) * std)
-                if getattr(module, "mask", None) is not None:
-                    w.mul_(module.mask)
-                module.bias.zero_()
-            elif spec.family == "pool" and spec.kind == "subsample":
-                module.beta.fill_(1.0 / (spec.size[0] * spec.size[1]))
-                module.bias.zero_()
-
-
-def init_like_pytorch(net, config: Config, seed: int = 0) -> None:
-    """PyTorch's own default for nn.Conv2d / nn.Linear (kaiming_uniform with a = √5):
-    weights and biases uniform in ±1/√fan_in (fan_in counting connected input maps
-    only, as `train.init: pytorch` does in our layers). Same distribution as ours
-    with that init, not the same numbers."""
+    he_normal: normal weights with He's std √(2/fan_in) before ReLU, LeCun's √(1/fan_in)
+    otherwise, zero biases. pytorch: PyTorch's own default for nn.Conv2d / nn.Linear
+    (kaiming_uniform with a = √5), weights and biases uniform in ±1/√fan_in."""
     import torch
 
     generator = torch.Generator().manual_seed(int(seed))
@@ -252,14 +225,24 @@ def init_like_pytorch(net, config: Config, seed: int = 0) -> None:
                     fan_in = connections * w.shape[2] * w.shape[3] // w.shape[0]
                 else:
                     fan_in = w.shape[1]
-                bound = 1.0 / max(fan_in, 1) ** 0.5
-                w.copy_((torch.rand(w.shape, generator=generator) * 2 - 1) * bound)
+                if init == "pytorch":
+                    bound = 1.0 / max(fan_in, 1) ** 0.5
+                    w.copy_((torch.rand(w.shape, generator=generator) * 2 - 1) * bound)
+                    module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
+                else:
+                    std = ((2.0 if spec.activation == "relu" else 1.0) / max(fan_in, 1)) ** 0.5
+                    w.copy_(torch.randn(w.shape, generator=generator) * std)
+                    module.bias.zero_()
                 if mask is not None:
                     w.mul_(mask)
-                module.bias.copy_((torch.rand(module.bias.shape, generator=generator) * 2 - 1) * bound)
             elif spec.family == "pool" and spec.kind == "subsample":
                 module.beta.fill_(1.0 / (spec.size[0] * spec.size[1]))
                 module.bias.zero_()
+
+
+def init_like_pytorch(net, config: Config, seed: int = 0) -> None:
+    """init_like_ours with train.init: pytorch."""
+    init_like_ours(net, config, seed, init="pytorch")
 
 
 def copy_weights(ours, theirs) -> None:
