@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from cnn_cli.data import (
     MNIST_MEAN,
     MNIST_STD,
-    load_mnist,
     load_split,
     preprocess,
     read_idx,
@@ -261,12 +260,6 @@ def test_preprocess_rejects_non_uint8_and_bad_shapes():
     with pytest.raises(ValueError):
         preprocess(np.zeros((2, 2), np.uint8))
     assert preprocess(np.zeros((4, 1, 5, 5), np.uint8)).shape == (4, 1, 5, 5)
-
-
-def test_load_mnist_combines(tmp_path):
-    make_mnist_folder(tmp_path, n_train=10, n_test=5, seed=0)
-    x, y = load_mnist(tmp_path, "test", normalize=True, pad=2)
-    assert x.shape == (5, 1, 32, 32) and x.dtype == np.float32 and y.dtype == np.int64
 
 
 # --------------------------------------------------------------------------- train/val split
