@@ -20,6 +20,7 @@ from cnn_cli.data.cifar import read_cifar10
 from cnn_cli.data.idx import preprocess
 from cnn_cli.errors import UserError
 
+from cli_checks import one_error_line
 from dataset_fixtures import CIFAR_NAMES, make_cifar_archive
 from idx_fixtures import make_mnist_folder
 
@@ -48,16 +49,6 @@ def _no_internet(monkeypatch):
     monkeypatch.setattr(fx, "RETRIES", 0)
     for name, spec in list(registry.DATASETS.items()):
         monkeypatch.setitem(registry.DATASETS, name, replace(spec, mirrors=()))
-
-
-def one_error_line(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def meta_of(checkpoint: Path) -> dict:

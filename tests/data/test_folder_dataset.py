@@ -17,6 +17,7 @@ pytest.importorskip("PIL", reason="folder datasets read images with Pillow (the 
 from PIL import Image  # noqa: E402
 
 from cnn_cli.data.folder import channel_stats, load_folder_split, scan_folder  # noqa: E402
+from cli_checks import one_error_line  # noqa: E402
 from dataset_fixtures import make_image_folder  # noqa: E402
 
 runner = CliRunner()
@@ -42,15 +43,6 @@ def write_config(tmp_path: Path, folder: Path, channels: int = 3, fit: str = "pa
 
 def train(config: Path, run: Path, *extra: str):
     return runner.invoke(app, ["train", str(config), "--run-dir", str(run), "--offline", "--quiet", *extra])
-
-
-def one_error_line(result, *needles):
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # ---------------------------------------------------------------- layouts
