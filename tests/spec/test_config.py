@@ -188,3 +188,8 @@ def test_exponent_floats_without_a_dot():
     cfg = parse(BASE + "train: {lr: 1e-3, weight_decay: 5e-4}\n")
     assert cfg.train["lr"] == 0.001 and cfg.train["weight_decay"] == 0.0005
     assert parse_set_option("train.lr=2e-3")[1] == 0.002
+
+
+def test_label_smoothing_with_the_map_loss_is_refused():
+    with pytest.raises(UserError, match=r"train\.label_smoothing.*train\.loss: map"):
+        load_config("lenet5-1998", [(["train", "label_smoothing"], 0.1)])
