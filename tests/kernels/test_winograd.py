@@ -1,0 +1,156 @@
+"""The Winograd F(2×2, 3×3) kernels against slow NumPy references (tests/kernel_helpers.py)
+and against the im2col + BLAS kernels they stand in for."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnn_cli.kernels import pool as pool_k
+from cnn_cli.kernels import winograd as wg
+from cnn_cli.kernels.activations import ACTIVATIONS
+from cnn_cli.nn.layers import Conv2D
+from cnn_cli.spec.config import ConvSpec, LayerShape
+
+from kernel_helpers import NP_ACT, NP_ACT_DERIVATIVE, ref_conv2d, ref_conv2d_backward
+
+SAME = (1, 1, 1, 1)
+
+
+def same_conv(c, k, h, w, act="relu", dtype=np.float64, seed=0):
+    spec = ConvSpec("conv", k, (3, 3), (1, 1), SAME, "same", act)
+    rng = np.random.default_rng(seed)
+    layer = Conv2D(LayerShape(spec, (c, h, w), (k, h, w), "t"), dtype, rng)
+    layer.params["bias"][...] = rng.standard_normal(k)
+    return layer
+
+
+def reference(x, w, b, act, da):
+    """(a, dx, dw, dbias) of a 3×3 'same' conv layer, from the NumPy references."""
+    a = NP_ACT[act](ref_conv2d(x, w, b, (1, 1), SAME))
+    return (a, *ref_conv2d_backward(x, w, (1, 1), SAME, da * NP_ACT_DERIVATIVE[act](a)))
+
+
+@settings(max_examples=30, deadline=None)
+@given(c=st.integers(8, 20), k=st.integers(1, 12), h=st.integers(1, 7), w=st.integers(1, 10),
+       batch=st.integers(1, 5), act=st.sampled_from(sorted(ACTIVATIONS)), seed=st.integers(0, 1000))
+def test_layer_matches_numpy_reference(c, k, h, w, batch, act, seed):
+    """Even map sizes from 2×2 (one tile) to 14×20 (rows of 10 tiles: a full vector
+    group of 8 and a partial one), in float64: the transforms are exact but for rounding."""
+    h, w = 2 * h, 2 * w
+    layer = same_conv(c, k, h, w, act, seed=seed)
+    assert layer.winograd
+    rng = np.random.default_rng(seed + 1)
+    x = rng.standard_normal((batch, c, h, w))
+    da = rng.standard_normal((batch, k, h, w))
+    a = layer.forward(x)
+    dx = layer.backward(da)
+    ref_a, ref_dx, ref_dw, ref_db = reference(x, layer.params["weight"], layer.params["bias"], ACTIVATIONS[act], da)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["bias"], ref_db, rtol=1e-10, atol=1e-11)
+
+
+@pytest.mark.parametrize("c, k, h, batch", [(32, 32, 32, 3), (64, 24, 8, 19), (16, 128, 16, 5)])
+def test_float32_agrees_with_the_im2col_path(c, k, h, batch):
+    """The CIFAR-10 network's shapes, batches that leave short last chunks: float32
+    Winograd against float32 im2col, both against float64, within float32 rounding."""
+    layer = same_conv(c, k, h, h, dtype=np.float32, seed=1)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((batch, c, h, h)).astype(np.float32)
+    da = rng.standard_normal((batch, k, h, h)).astype(np.float32)
+    results = {}
+    for winograd in (True, False):
+        layer.winograd = winograd
+        a = layer.forward(x)
+        results[winograd] = (a, layer.backward(da), layer.grads["weight"].copy(), layer.grads["bias"].copy())
+    exact = reference(x.astype(np.float64), layer.params["weight"].astype(np.float64),
+                      layer.params["bias"].astype(np.float64), ACTIVATIONS["relu"], da.astype(np.float64))
+    for got_w, got_g, want in zip(results[True], results[False], exact):
+        scale = np.abs(want).max()
+        err_w, err_g = np.abs(got_w - want).max() / scale, np.abs(got_g - want).max() / scale
+        assert err_w < 5e-6 and err_g < 5e-6, (err_w, err_g)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_pooling_is_the_two_layers_one_after_the_other(dtype):
+    """ConvMaxPool's fused step: the pooled output, its argmax and every gradient are
+    bit for bit those of the Winograd conv followed by the pooling layer's kernels."""
+    c, k, h = 8, 6, 10
+    layer = same_conv(c, k, h, h, dtype=dtype, seed=4)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, c, h, h)).astype(dtype)
+    x[:, :, :2, :2] = 0.0  # ties in the first windows: the first maximum must win in both
+    dp = rng.standard_normal((7, k, h // 2, h // 2)).astype(dtype)
+    a = layer.forward(x)
+    pooled, argmax = pool_k.maxpool2d_forward(a, 2, 2, 2, 2)
+    da = pool_k.maxpool2d_backward(dp, argmax, h, h)
+    dx = layer.backward(da)
+    dw, db = layer.grads["weight"].copy(), layer.grads["bias"].copy()
+    fused_pooled = layer._forward(x, pool=2)  # what ConvMaxPool runs
+    fused_dx = layer.backward(dp)
+    np.testing.assert_array_equal(fused_pooled, pooled)
+    np.testing.assert_array_equal(layer._cache_argmax, argmax)
+    np.testing.assert_array_equal(fused_dx, dx)
+    np.testing.assert_array_equal(layer.grads["weight"], dw)
+    np.testing.assert_array_equal(layer.grads["bias"], db)
+
+
+def test_same_bits_on_one_and_two_threads():
+    """Chunks depend on the layer's shape only and their gradients add in chunk order."""
+    layer = same_conv(16, 16, 8, 8, dtype=np.float32, seed=6)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((37, 16, 8, 8)).astype(np.float32)
+    da = rng.standard_normal((37, 16, 8, 8)).astype(np.float32)
+    assert 1 < layer.winograd_chunk < 37
+    runs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(threads)
+            runs.append((layer.forward(x), layer.backward(da), layer.grads["weight"].copy()))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*runs):
+        np.testing.assert_array_equal(one, two)
+
+
+def test_filter_gradient_is_the_adjoint_of_the_filter_transform():
+    """<G g Gᵀ, u> = <g, Gᵀ u G>, and the input gradient's filters are the forward
+    filters rotated by 180° and transposed."""
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal((5, 4, 3, 3))
+    u = rng.standard_normal((16, 5, 4))
+    assert np.isclose(np.sum(wg.filter_transform(g, False) * u), np.sum(g * wg.filter_gradient(u)), rtol=1e-13)
+    rotated = np.ascontiguousarray(g[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    np.testing.assert_allclose(wg.filter_transform(g, True), wg.filter_transform(rotated, False), rtol=1e-15)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, channels, out_hw, expected", [
+    ((3, 3), (1, 1), SAME, 8, (32, 32), True),
+    ((3, 3), (1, 1), SAME, 7, (32, 32), False),     # too few channels: im2col
+    ((3, 3), (2, 2), SAME, 8, (16, 16), False),
+    ((3, 3), (1, 1), (0, 0, 0, 0), 8, (30, 30), False),
+    ((3, 3), (1, 1), (1, 2, 1, 2), 8, (33, 33), False),
+    ((5, 5), (1, 1), (2, 2, 2, 2), 8, (32, 32), False),
+    ((3, 3), (1, 1), SAME, 8, (7, 8), False),       # odd sides: tiles would hang over
+])
+def test_which_layers_run_as_winograd(kernel, stride, padding, channels, out_hw, expected):
+    assert wg.conv_applies(kernel, stride, padding, channels, out_hw) is expected
+
+
+def test_odd_maps_fall_back_to_im2col_and_still_match():
+    layer = same_conv(8, 3, 7, 5, seed=9)
+    assert not layer.winograd
+    rng = np.random.default_rng(10)
+    x, da = rng.standard_normal((2, 8, 7, 5)), rng.standard_normal((2, 3, 7, 5))
+    a = layer.forward(x)
+    dx = layer.backward(da)
+    ref_a, ref_dx, ref_dw, _ = reference(x, layer.params["weight"], layer.params["bias"], ACTIVATIONS["relu"], da)
+    np.testing.assert_allclose(a, ref_a, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-11)
