@@ -269,13 +269,21 @@ def _backward_chunk(ch, context):
                     plane[uint64(arow[q])] = routed[q]
             else:
                 delta_span(da3[b, k], a3[b, k], plane, np.int64(0), P, act)
+    # Bias-gradient sums: rows added element-wise into one W-long row (vectorises;
+    # a single running sum would wait on each addition in turn), then that row in order.
     db_part = db_parts[ch]
+    acc = np.empty(W, dtype=x.dtype)
     for k in range(K):
-        total = x.dtype.type(0)
+        for j in range(W):
+            acc[j] = 0
         for b in range(b1 - b0):
-            plane = delta[b, k].reshape(P)
-            for p in range(P):
-                total += plane[p]
+            for r in range(H):
+                row = delta[b, k, r]
+                for j in range(W):
+                    acc[uint64(j)] += row[uint64(j)]
+        total = x.dtype.type(0)
+        for j in range(W):
+            total += acc[j]
         db_part[k] = total
     # ∂L/∂U[ξ] = Σ_tiles (A δ Aᵀ)[ξ] · V[ξ]ᵀ
     dM = _domain(K, tiles, x.dtype)
