@@ -63,8 +63,9 @@ class Conv2D(Layer):
             init, spec.activation, fan_in, weight_shape, spec.filters, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
         self.geometry = conv_geometry(spec.kernel, spec.stride, spec.padding, self.out_shape[1:])
-        # 3×3 "same" convs over enough channels run as Winograd F(2×2, 3×3): fewer multiplications.
-        self.winograd = winograd_k.conv_applies(spec.kernel, spec.stride, spec.padding, channels, self.out_shape[1:])
+        # 3×3 "same" convs over enough channels run by Winograd's algorithm, with fewer
+        # multiplications: the side of its output tiles (4 or 2), or 0 for im2col.
+        self.winograd = winograd_k.winograd_tile(spec.kernel, spec.stride, spec.padding, channels, self.out_shape[1:])
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
 
     def _weight_matrix(self) -> np.ndarray:
@@ -84,19 +85,20 @@ class Conv2D(Layer):
         """a = f(conv(x) + b)."""
         return self._forward(x, pool=0)
 
-    @property
-    def winograd_chunk(self) -> int:
+    def winograd_chunk(self, backward: bool) -> int:
         """Images per parallel chunk of the Winograd kernels."""
-        return winograd_k.chunk_images(self.in_shape[0], self.spec.filters, *self.out_shape[1:], self.dtype.itemsize)
+        chunk_images = winograd_k.backward_chunk_images if backward else winograd_k.chunk_images
+        return chunk_images(self.in_shape[0], self.spec.filters, *self.out_shape[1:], self.dtype.itemsize,
+                            self.winograd)
 
     def _forward(self, x, pool: int):
         """forward, or with pool=2 (ConvMaxPool's fused step) the 2×2, stride-2 max
         pooling of a instead, computed in the same kernel."""
         w2 = self._weight_matrix()
         if self.winograd:
-            filters = winograd_k.filter_transform(w2.reshape(self.spec.filters, self.in_shape[0], 3, 3), False)
+            filters = winograd_k.filter_transform(w2.reshape(self.spec.filters, self.in_shape[0], 3, 3), self.winograd)
             y, self._cache_argmax = winograd_k.winograd_forward(x, filters, self.params["bias"], self.act,
-                                                                self.winograd_chunk, pool)
+                                                                self.winograd_chunk(False), pool)
             self._cache_x, self._cache_y, self._cache_w2 = x, y, w2
             return y
         kept_bytes = x.shape[0] * w2.shape[1] * self.out_shape[1] * self.out_shape[2] * self.dtype.itemsize
@@ -128,10 +130,10 @@ class Conv2D(Layer):
     def _winograd_backward(self, dy):
         """(dx, dw (K, C·9), dbias) through the Winograd kernels."""
         K, C = self.spec.filters, self.in_shape[0]
-        flipped = winograd_k.filter_transform(self._cache_w2.reshape(K, C, 3, 3), True)
+        flipped = winograd_k.filter_transform(self._cache_w2.reshape(K, C, 3, 3), self.winograd, transpose_flip=True)
         dx, d_filters, db = winograd_k.winograd_backward(dy, self._cache_y, self._cache_argmax, self._cache_x, flipped,
-                                                         self.act, self.need_dx, self.winograd_chunk)
-        return dx, winograd_k.filter_gradient(d_filters).reshape(K, C * 9), db
+                                                         self.act, self.need_dx, self.winograd_chunk(True))
+        return dx, winograd_k.filter_gradient(d_filters, self.winograd).reshape(K, C * 9), db
 
     def backward2(self, d2y, curv: dict):
         """Second-order pass (kernels/second_order.py) after an unfused forward:

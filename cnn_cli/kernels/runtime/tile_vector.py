@@ -190,3 +190,155 @@ def gradient_tiles8(typingctx, top, bottom, col, dm, base, step, count):
         return context.get_dummy_value()
 
     return types.none(top, bottom, col, dm, base, step, count), codegen
+
+
+# ---------------------------------------------------------------- F(4×4, 3×3): tiles of 4×4 outputs
+#
+# A tile's patch is 6 rows by 6 columns (4tx − 1 … 4tx + 4); a row segment of
+# 32 numbers holds eight tiles' first four patch columns as its four phases
+# (lanes 4l + p), and a second one four numbers on their last two.
+
+_QUAD = 4 * VECTOR
+_PHASES = [ir.Constant(ir.VectorType(_I32, VECTOR), list(range(p, _QUAD, 4))) for p in range(4)]
+_INTERLEAVE4 = ir.Constant(ir.VectorType(_I32, _QUAD), [p * VECTOR + l for l in range(VECTOR) for p in range(4)])
+
+
+def _phases(builder, quad):
+    return [builder.shuffle_vector(quad, quad, index) for index in _PHASES]
+
+
+def _interleave4(builder, vectors):
+    """Lane l of vector p to lane 4l + p (the inverse of _phases)."""
+    low = builder.shuffle_vector(vectors[0], vectors[1], ir.Constant(ir.VectorType(_I32, _WIDE), list(range(_WIDE))))
+    high = builder.shuffle_vector(vectors[2], vectors[3], ir.Constant(ir.VectorType(_I32, _WIDE), list(range(_WIDE))))
+    return builder.shuffle_vector(low, high, _INTERLEAVE4)
+
+
+class _Arithmetic:
+    """Lane-wise sums with small constant factors, in one float type."""
+
+    def __init__(self, builder, vector_type):
+        self.b, self.type = builder, vector_type
+
+    def times(self, value, factor):
+        if factor == 1:
+            return value
+        if factor == -1:
+            return self.b.fneg(value)
+        return self.b.fmul(value, ir.Constant(self.type, [float(factor)] * self.type.count))
+
+    def combine(self, terms):
+        """Σ factor·value over (factor, value) pairs with factor ≠ 0, left to right."""
+        terms = [(f, v) for f, v in terms if f != 0]
+        total = self.times(terms[0][1], terms[0][0])
+        for factor, value in terms[1:]:
+            if factor == 1:
+                total = self.b.fadd(total, value)
+            elif factor == -1:
+                total = self.b.fsub(total, value)
+            elif factor < 0:
+                total = self.b.fsub(total, self.times(value, -factor))
+            else:
+                total = self.b.fadd(total, self.times(value, factor))
+        return total
+
+
+# Bᵀ, Aᵀ and A of F(4×4, 3×3) (Lavin & Gray 2016), row by row.
+BT4 = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),
+       (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+AT4 = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))
+A4 = tuple(zip(*AT4))
+
+
+def _apply(arith, matrix, values):
+    return [arith.combine(list(zip(row, values))) for row in matrix]
+
+
+@intrinsic
+def input_tiles8_f4(typingctx, r0, r1, r2, r3, r4, r5, col, width, v, base, step, count):
+    """Bᵀ d B of F(4×4, 3×3) for tiles tx0 … tx0 + count − 1 of one tile row: r0 … r5
+    the patch's six input rows (width numbers each), col = 4·tx0 − 1 the first
+    patch column (−1 at the left edge: padding). Writes v[base + ξ·step + l], ξ < 36."""
+    rows_in = (r0, r1, r2, r3, r4, r5)
+    if not (all(_is_row(a) for a in rows_in + (v,)) and len({a.dtype for a in rows_in + (v,)}) == 1
+            and all(isinstance(i, types.Integer) for i in (col, width, base, step, count))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        b = builder
+        col_v, width_v, base_v, step_v, count_v = _ints(context, builder, signature, args, (6, 7, 9, 10, 11))
+        element = context.get_value_type(signature.args[0].dtype)
+        lanes = _Lanes(context, builder, element)
+        quad = ir.VectorType(element, _QUAD)
+        near_arith, arith = _Arithmetic(b, quad), _Arithmetic(b, lanes.narrow)
+        far_col = b.add(col_v, ir.Constant(col_v.type, 4))
+        near = [lanes.load(quad, signature.args[k], args[k], col_v, width_v) for k in range(6)]
+        far = [lanes.load(quad, signature.args[k], args[k], far_col, width_v) for k in range(6)]
+        near_t, far_t = _apply(near_arith, BT4, near), _apply(near_arith, BT4, far)  # Bᵀ·d down the rows
+        for i in range(6):
+            columns = _phases(b, near_t[i]) + _phases(b, far_t[i])[:2]  # patch columns 0 … 5
+            for j, value in enumerate(_apply(arith, BT4, columns)):
+                at = b.add(base_v, b.mul(step_v, ir.Constant(step_v.type, 6 * i + j)))
+                lanes.store(value, signature.args[8], args[8], at, count_v)
+        return context.get_dummy_value()
+
+    return types.none(r0, r1, r2, r3, r4, r5, col, width, v, base, step, count), codegen
+
+
+@intrinsic
+def output_tiles8_f4(typingctx, m, base, step, y0, y1, y2, y3, col, beta, count):
+    """Aᵀ M A + beta of F(4×4, 3×3) for tiles tx0 … tx0 + count − 1 of one tile row,
+    M's row ξ at m[base + ξ·step + l]: writes y0 … y3[col : col + 4·count]
+    (col = 4·tx0), the tiles' four output rows."""
+    outs = (y0, y1, y2, y3)
+    if not (all(_is_row(a) for a in (m,) + outs) and len({a.dtype for a in (m,) + outs}) == 1
+            and all(isinstance(i, types.Integer) for i in (base, step, col, count))
+            and isinstance(beta, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        b = builder
+        base_v, step_v, col_v, count_v = _ints(context, builder, signature, args, (1, 2, 7, 9))
+        element = context.get_value_type(signature.args[0].dtype)
+        lanes = _Lanes(context, builder, element)
+        arith = _Arithmetic(b, lanes.narrow)
+        beta_vec = _splat(b, context.cast(builder, args[8], signature.args[8], signature.args[0].dtype), lanes.narrow)
+        starts = [b.add(base_v, b.mul(step_v, ir.Constant(step_v.type, xi))) for xi in range(36)]
+        m_rows = [lanes.load(lanes.narrow, signature.args[0], args[0], at, b.add(at, count_v)) for at in starts]
+        columns = [_apply(arith, AT4, [m_rows[6 * i + j] for i in range(6)]) for j in range(6)]  # Aᵀ·M
+        four = b.mul(count_v, ir.Constant(count_v.type, 4))
+        for r in range(4):
+            row = [b.fadd(value, beta_vec) for value in _apply(arith, AT4, [columns[j][r] for j in range(6)])]
+            lanes.store(_interleave4(b, row), signature.args[3 + r], args[3 + r], col_v, four)
+        return context.get_dummy_value()
+
+    return types.none(m, base, step, y0, y1, y2, y3, col, beta, count), codegen
+
+
+@intrinsic
+def gradient_tiles8_f4(typingctx, d0, d1, d2, d3, col, dm, base, step, count):
+    """A δ Aᵀ of F(4×4, 3×3) for tiles tx0 … tx0 + count − 1 of one tile row: δ's
+    four rows at d0 … d3[col : col + 4·count] (col = 4·tx0); writes
+    dm[base + ξ·step + l], ξ < 36."""
+    rows_in = (d0, d1, d2, d3)
+    if not (all(_is_row(a) for a in rows_in + (dm,)) and len({a.dtype for a in rows_in + (dm,)}) == 1
+            and all(isinstance(i, types.Integer) for i in (col, base, step, count))):
+        return None
+
+    def codegen(context, builder, signature, args):
+        b = builder
+        col_v, base_v, step_v, count_v = _ints(context, builder, signature, args, (4, 6, 7, 8))
+        element = context.get_value_type(signature.args[0].dtype)
+        lanes = _Lanes(context, builder, element)
+        arith = _Arithmetic(b, lanes.narrow)
+        quad = ir.VectorType(element, _QUAD)
+        limit = b.add(col_v, b.mul(count_v, ir.Constant(count_v.type, 4)))
+        delta = [_phases(b, lanes.load(quad, signature.args[k], args[k], col_v, limit)) for k in range(4)]
+        down = [_apply(arith, A4, [delta[r][c] for r in range(4)]) for c in range(4)]  # A·δ, column by column
+        for i in range(6):
+            for j, value in enumerate(_apply(arith, A4, [down[c][i] for c in range(4)])):
+                at = b.add(base_v, b.mul(step_v, ir.Constant(step_v.type, 6 * i + j)))
+                lanes.store(value, signature.args[5], args[5], at, count_v)
+        return context.get_dummy_value()
+
+    return types.none(d0, d1, d2, d3, col, dm, base, step, count), codegen
