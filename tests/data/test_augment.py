@@ -5,9 +5,9 @@ import numba
 import numpy as np
 import pytest
 
-from cnn_cli.data.augment import Augmenter, inverse_maps, is_active
+from cnn_cli.data.augment import Augmenter, inverse_maps, is_active, raw_field
 from cnn_cli.spec.config import AUGMENT_DEFAULTS
-from cnn_cli.kernels.augment import distort_batch, gaussian_taps
+from cnn_cli.kernels.augment import distort_batch, distort_drawn, gaussian_taps, smooth_fields
 
 
 def digits(n=8, size=28, seed=0):
@@ -99,16 +99,50 @@ def test_same_seed_same_batch_on_one_and_two_threads():
     assert not np.array_equal(one, a(images, np.random.default_rng(6)))
 
 
-def test_elastic_smoothing_is_scipys_gaussian():
-    """The kernel's displacement = α · gaussian_filter(field, σ, zero outside, cut at 3σ)."""
+def raw_values(raw):
+    """The numbers a raw uint16 field stands for: (2u + 1)/65536 − 1."""
+    return (2.0 * raw.astype(np.float64) + 1.0) / 65536.0 - 1.0
+
+
+@pytest.mark.parametrize("sigma, shape", [(4.0, (5, 28, 28)), (3.0, (9, 28, 28)), (1.5, (3, 9, 13))])
+def test_smoothing_is_scipys_truncated_gaussian(sigma, shape):
+    """smooth_fields = gaussian_filter along rows and columns, zero outside the field,
+    cut at 3σ (SciPy's radius int(truncate·σ + 0.5) is ceil(3σ) for these σ), to
+    float32 precision; batches that are not a whole number of chunks included."""
     ndimage = pytest.importorskip("scipy.ndimage")
-    rng = np.random.default_rng(1)
+    B, H, W = shape
+    raw = raw_field(np.random.default_rng(1), 2 * B * H * W)
+    smooth = smooth_fields(raw, shape, sigma)
+    field = raw_values(raw).reshape(B, 2, H, W)  # any fixed order of the raw numbers would do; this is ours
+    assert smooth.shape == (B, 2, H, W) and smooth.dtype == np.float32
+    expected = ndimage.gaussian_filter(field, (0, 0, sigma, sigma), mode="constant", cval=0.0, truncate=3.0)
+    np.testing.assert_allclose(smooth, expected, rtol=0, atol=2e-6)
+    weights = np.exp(-0.5 * (np.arange(-int(np.ceil(3 * sigma)), int(np.ceil(3 * sigma)) + 1) / sigma) ** 2)
+    by_hand = ndimage.correlate1d(ndimage.correlate1d(field, weights / weights.sum(), axis=2, mode="constant"),
+                                  weights / weights.sum(), axis=3, mode="constant")
+    np.testing.assert_allclose(smooth, by_hand, rtol=0, atol=2e-6)
+
+
+def test_raw_field_is_uniform_in_minus_one_to_one():
+    """65,536 equally likely values (2u + 1)/65536 − 1: symmetric, never ±1 or 0."""
+    v = raw_values(raw_field(np.random.default_rng(2), 2_000_000))
+    assert v.min() == -1 + 2.0 ** -16 and v.max() == 1 - 2.0 ** -16 and not np.any(v == 0)
+    assert abs(v.mean()) < 4 * (1 / np.sqrt(3)) / np.sqrt(v.size)
+    counts = np.histogram(v, bins=16, range=(-1, 1))[0]
+    assert np.all(np.abs(counts / (v.size / 16) - 1) < 0.01)
+    assert abs(np.mean(v ** 2) - 1 / 3) < 0.002
+
+
+def test_elastic_distortion_samples_at_the_smoothed_displacement():
+    """The kernel's displacement = α · gaussian_filter(field, σ, zero outside, cut at 3σ):
+    compared with bilinear sampling in NumPy at p + α·d(p)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
     images = digits(2)
-    field = rng.uniform(-1, 1, (2, 2, 28, 28)).astype(np.float32)
-    smooth = ndimage.gaussian_filter(field.astype(np.float64), (0, 0, 3.0, 3.0), mode="constant", truncate=3.0)
+    raw = raw_field(np.random.default_rng(1), 2 * images.size)
+    smooth = ndimage.gaussian_filter(raw_values(raw).reshape(2, 2, 28, 28), (0, 0, 3.0, 3.0), mode="constant",
+                                     truncate=3.0)
     alpha = np.array([8.0, 8.0])
-    out = distort_batch(images, maps(2), alpha, field.copy(), sigma=3.0)
-    # Reference: bilinear sampling at p + α·d(p), in NumPy.
+    out = distort_batch(images, maps(2), alpha, raw, sigma=3.0)
     rows, cols = np.meshgrid(np.arange(28), np.arange(28), indexing="ij")
     for i in range(2):
         sr, sc = rows + alpha[i] * smooth[i, 0], cols + alpha[i] * smooth[i, 1]
@@ -122,6 +156,26 @@ def test_elastic_smoothing_is_scipys_gaussian():
         expected = ((1 - fr) * ((1 - fc) * at(r0, c0) + fc * at(r0, c0 + 1))
                     + fr * ((1 - fc) * at(r0 + 1, c0) + fc * at(r0 + 1, c0 + 1)))
         np.testing.assert_allclose(out[i], expected, atol=1e-3)
+
+
+def test_drawn_parameters_are_the_documented_maps():
+    """distort_drawn (the Augmenter's path) = distort_batch with inverse_maps of the
+    parameters bound·(2u − 1); images whose first draw is not below the probability
+    are returned exactly, elastic distortion included."""
+    images = digits(13)
+    draws = np.random.default_rng(4).random((13, 7))
+    bounds = np.array([0.6, 2.0, 3.0, 20.0, 0.1, 0.2, 0.3])
+    params = bounds[1:] * (2 * draws[:, 1:] - 1)
+    chosen = draws[:, 0] < bounds[0]
+    inverse = inverse_maps((28, 28), *params.T)
+    inverse[~chosen] = (1, 0, 0, 0, 1, 0)
+    raw = raw_field(np.random.default_rng(5), 2 * images.size)
+    alpha = np.where(chosen, 30.0, 0.0)
+    expected = distort_batch(images, inverse, alpha, raw, sigma=4.0, background=3.0)
+    out = distort_drawn(images, draws, bounds, 30.0, raw, 4.0, 3.0)
+    assert np.array_equal(out, expected)
+    assert 0 < chosen.sum() < 13 and np.array_equal(out[~chosen], images[~chosen])
+    assert not np.any(np.all(out[chosen] == images[chosen], axis=(1, 2)))
 
 
 def test_gaussian_taps_sum_to_one_and_are_symmetric():
@@ -153,3 +207,7 @@ def test_bad_input_to_the_kernel_raises():
         distort_batch(images, maps(3))
     with pytest.raises(ValueError):
         distort_batch(images, maps(2), alpha=np.ones(2))
+    with pytest.raises(ValueError):  # the raw field is 16-bit integers, 2·B·H·W of them
+        distort_batch(images, maps(2), np.ones(2), np.zeros(2 * images.size, dtype=np.float32))
+    with pytest.raises(ValueError):
+        distort_batch(images, maps(2), np.ones(2), np.zeros(images.size, dtype=np.uint16))
