@@ -26,11 +26,18 @@ def _call(builder, name, result_type, arg_types, args):
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
 
 
-def _gather(builder, pointers, mask, vector_type):
-    """vector_type values at `pointers` where mask is set (zeros elsewhere, never read)."""
-    name = f"llvm.masked.gather.v{vector_type.count}f32.v{vector_type.count}p0"
-    return _call(builder, name, vector_type, [pointers.type, _I32, mask.type, vector_type],
-                 [pointers, ir.Constant(_I32, 4), mask, ir.Constant(vector_type, None)])
+def _gather_pairs(builder, pointers, mask):
+    """The two adjacent float32 numbers at each of LANES `pointers` where mask is set
+    (one 64-bit gather: half as many as one per number), as (first, second) vectors."""
+    pairs = ir.VectorType(_I64, LANES)
+    name = f"llvm.masked.gather.v{LANES}i64.v{LANES}p0"
+    both = _call(builder, name, pairs, [pointers.type, _I32, mask.type, pairs],
+                 [pointers, ir.Constant(_I32, 4), mask, ir.Constant(pairs, None)])
+    numbers = builder.bitcast(both, ir.VectorType(ir.FloatType(), 2 * LANES))
+    lanes = ir.VectorType(_I32, LANES)
+    first = builder.shuffle_vector(numbers, numbers, ir.Constant(lanes, list(range(0, 2 * LANES, 2))))
+    second = builder.shuffle_vector(numbers, numbers, ir.Constant(lanes, list(range(1, 2 * LANES, 2))))
+    return first, second
 
 
 def _splat(builder, value, vector_type):
@@ -97,14 +104,13 @@ def sample_row(typingctx, padded, row_length, out, dy, dx, base_r, base_c, step_
             k = builder.add(builder.add(builder.mul(builder.fptosi(r0, longs), length_vec),
                                         builder.fptosi(c0, longs)), corner)
 
-            def pixel(offset):
+            def pixels(offset):  # the pixel at k + offset and its right neighbour
                 bytes_ = builder.shl(builder.add(k, _splat(builder, offset, longs)), ir.Constant(longs, [2] * LANES))
                 pointers = builder.inttoptr(builder.add(image_address, bytes_), ir.VectorType(image.type, LANES))
-                return builder.fpext(_gather(builder, pointers, mask, singles), doubles)
+                return (builder.fpext(v, doubles) for v in _gather_pairs(builder, pointers, mask))
 
-            below = builder.add(length, ir.Constant(_I64, 1))
-            p00, p01 = pixel(ir.Constant(_I64, 0)), pixel(ir.Constant(_I64, 1))
-            p10, p11 = pixel(length), pixel(below)
+            p00, p01 = pixels(ir.Constant(_I64, 0))
+            p10, p11 = pixels(length)
             top = builder.fadd(p00, builder.fmul(fc, builder.fsub(p01, p00)))
             bottom = builder.fadd(p10, builder.fmul(fc, builder.fsub(p11, p10)))
             value = builder.fadd(top, builder.fmul(fr, builder.fsub(bottom, top)))
