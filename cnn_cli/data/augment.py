@@ -10,9 +10,8 @@ and a resumed run continues bit for bit.
 
 Per batch of n images, two draws: rng.random((n, 7)) (whether each image is
 distorted, then its six affine parameters: kernels/augment_geometry.py), and
-with elastic distortions 2·n·H·W raw 16-bit numbers for the displacement
-fields, taken four to a word from rng.bit_generator.random_raw (the cheapest
-way NumPy has to make random bits; kernels/augment.py maps them into (−1, 1)).
+with elastic distortions one raw 64-bit word, the key from which the kernel
+makes the displacement fields' 2·n·H·W random numbers (kernels/augment.py).
 """
 
 from __future__ import annotations
@@ -40,11 +39,6 @@ def inverse_maps(shape: tuple[int, int], ty, tx, theta_deg, scale, squeeze, shea
     return out
 
 
-def raw_field(rng: np.random.Generator, count: int) -> np.ndarray:
-    """count uniform 16-bit numbers (uint16), four from each raw 64-bit word of rng."""
-    return rng.bit_generator.random_raw((count + 3) // 4).view(np.uint16)[:count]
-
-
 class Augmenter:
     """Distorts uint8 batches (B, H, W) into float32 batches in the same 0-255 units."""
 
@@ -56,14 +50,14 @@ class Augmenter:
         self.sigma = float(augment["elastic"]["sigma"])
 
     def draw(self, rng: np.random.Generator, n: int, shape: tuple[int, int]):
-        """The random numbers for n images: uniform draws (n, 7) and the raw field (or None)."""
+        """The random numbers for n images: uniform draws (n, 7) and the elastic field's key (0 if none)."""
         draws = rng.random((n, 7))
-        raw = raw_field(rng, 2 * n * shape[0] * shape[1]) if self.alpha > 0 else None
-        return draws, raw
+        key = rng.bit_generator.random_raw() if self.alpha > 0 else 0
+        return draws, key
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        draws, raw = self.draw(rng, len(images), images.shape[1:])
-        return distort_drawn(images, draws, self.bounds, self.alpha, raw, self.sigma, self.background)
+        draws, key = self.draw(rng, len(images), images.shape[1:])
+        return distort_drawn(images, draws, self.bounds, self.alpha, key, self.sigma, self.background)
 
 
 def make_augmenter(config) -> Optional[Augmenter]:

@@ -14,9 +14,14 @@ bilinear interpolation of the four pixels around src, a pixel outside the
 image counting as the background value. Every output is thus a convex
 combination of input pixels and the background, within their range.
 
-The raw field is uniform 16-bit integers u (the random stream's raw words, four
-to a 64-bit word), each the number (2u + 1)/65536 − 1: uniform on 65,536 points
-of (−1, 1), symmetric about 0. Smoothing is a true Gaussian of width σ cut at
+The raw field is uniform 16-bit integers u, four to a 64-bit word, each the
+number (2u + 1)/65536 − 1: uniform on 65,536 points of (−1, 1), symmetric
+about 0. Either given (distort_batch), or made here from one 64-bit key drawn
+from the run's noise stream (distort_drawn): word j is SplitMix64's output
+number j + 1 started from the key (Steele, Lea & Flood 2014; java.util's
+SplittableRandom), a pure function of (key, j), so each parallel item makes
+the words of its own images, the same on any thread count, and NumPy need not
+produce 2·H·W numbers per image one at a time on one thread. Smoothing is a true Gaussian of width σ cut at
 3σ, zero outside the field, done as two small matrix products per chunk of
 images (banded Toeplitz matrices of the taps, through single-threaded BLAS).
 
@@ -62,6 +67,38 @@ def smoothing_matrix(sigma: float, n: int) -> np.ndarray:
     inside = (offset >= 0) & (offset < taps.size)
     matrix = np.where(inside, taps[np.clip(offset, 0, taps.size - 1)], np.float32(0)).astype(np.float32)
     return matrix
+
+
+GAMMA, MIX1, MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+@njit(cache=True, error_model="numpy")
+def splitmix_words(key, first_word, out):
+    """out[j] = SplitMix64 word first_word + j of the stream started from key (uint64)."""
+    for j in range(out.size):
+        z = key + np.uint64(first_word + j + 1) * GAMMA
+        z = (z ^ (z >> np.uint64(30))) * MIX1
+        z = (z ^ (z >> np.uint64(27))) * MIX2
+        out[uint64(j)] = z ^ (z >> np.uint64(31))
+
+
+def raw_field(key, count: int) -> np.ndarray:
+    """The first count raw 16-bit numbers (uint16) made from key (see the module docstring)."""
+    words = np.empty((count + 3) // 4, dtype=np.uint64)
+    splitmix_words(np.uint64(key), 0, words)
+    return words.view(np.uint16)[:count]
+
+
+@njit(cache=True, error_model="numpy")
+def _raw_of_chunk(raw, key, first, n):
+    """(numbers, offset): raw numbers first … first + n − 1 are numbers[offset …]; made
+    from key when raw is empty."""
+    if raw.size > 0:
+        return raw, first
+    w0 = first // 4
+    words = np.empty((first + n + 3) // 4 - w0, dtype=np.uint64)
+    splitmix_words(key, w0, words)
+    return words.view(np.uint16), first - 4 * w0
 
 
 @njit(cache=True, error_model="numpy")
@@ -116,20 +153,20 @@ def _sample_image(padded, out, m, alpha, fields, first, H, W):
 
 
 @native_item(lambda f: (c_array(types.uint8, 3), c_array(f, 3), c_array(types.float64, 2),
-                        c_array(types.float64, 1), c_array(types.uint16, 1), c_array(f, 2), c_array(f, 2),
-                        types.float64))
+                        c_array(types.float64, 1), c_array(types.uint16, 1), types.uint64, types.boolean,
+                        c_array(f, 2), c_array(f, 2), types.float64))
 @njit(cache=True, error_model="numpy")
 def _distort_chunk(ch, context):
     """One parallel item of distort_batch: images ch·CHUNK up to (ch + 1)·CHUNK."""
-    images, out, inverse, alpha, raw, rows, columns, background = item_args(context)
+    images, out, inverse, alpha, raw, key, elastic, rows, columns, background = item_args(context)
     B, H, W = images.shape
     lo, hi = ch * CHUNK, min(B, (ch + 1) * CHUNK)
     count = 2 * (hi - lo)
-    elastic = raw.size > 0
     fields = np.zeros((H, count * W if elastic else 2 * W), dtype=np.float32)
     if elastic:
         scratch = np.empty((H, count * W), dtype=np.float32)
-        _smooth_chunk(raw, lo * 2 * H * W, count, rows, columns, fields, scratch)
+        numbers, offset = _raw_of_chunk(raw, key, lo * 2 * H * W, count * H * W)
+        _smooth_chunk(numbers, offset, count, rows, columns, fields, scratch)
     padded = np.empty((H + 3, W + 3), dtype=np.float32)
     for j in range(hi - lo):
         i = lo + j
@@ -139,14 +176,14 @@ def _distort_chunk(ch, context):
 
 
 @njit(cache=True, error_model="numpy")
-def _distort(launch, item_fn, images, out, inverse, alpha, raw, rows, columns, background):
+def _distort(launch, item_fn, images, out, inverse, alpha, raw, key, elastic, rows, columns, background):
     chunks = (images.shape[0] + CHUNK - 1) // CHUNK
     parallel_for(_distort_chunk, launch, item_fn, chunks,
-                 (images, out, inverse, alpha, raw, rows, columns, background))
+                 (images, out, inverse, alpha, raw, key, elastic, rows, columns, background))
 
 
 @njit(cache=True, error_model="numpy")
-def _distort_drawn(launch, item_fn, images, out, draws, bounds, alpha, raw, rows, columns, background):
+def _distort_drawn(launch, item_fn, images, out, draws, bounds, alpha, key, elastic, rows, columns, background):
     """distort_batch with the inverse maps and α made here from uniform draws."""
     B, H, W = images.shape
     inverse = np.empty((B, 6))
@@ -154,7 +191,8 @@ def _distort_drawn(launch, item_fn, images, out, draws, bounds, alpha, raw, rows
     for i in range(B):
         chosen = inverse_from_draws(draws[i], bounds, H, W, inverse[i])
         alphas[i] = alpha if chosen else 0.0
-    _distort(launch, item_fn, images, out, inverse, alphas, raw, rows, columns, background)
+    _distort(launch, item_fn, images, out, inverse, alphas, np.zeros(0, dtype=np.uint16), key, elastic, rows,
+             columns, background)
 
 
 def _checked(images, raw):
@@ -186,18 +224,22 @@ def distort_batch(images, inverse, alpha=None, raw=None, sigma=4.0, background=0
         raise ValueError("distort_batch: a non-zero alpha needs a displacement field")
     out = np.empty((B, H, W), dtype=np.float32)
     _distort(launch_address(), _distort_chunk.native.address(np.float32), images, out, inverse, alpha, raw,
-             smoothing_matrix(sigma, H), smoothing_matrix(sigma, W), float(background))
+             np.uint64(0), raw.size > 0, smoothing_matrix(sigma, H), smoothing_matrix(sigma, W), float(background))
     return out
 
 
-def distort_drawn(images, draws, bounds, alpha, raw, sigma, background):
-    """distort_batch from uniform draws (B, 7) in [0, 1) and bounds (7,): see
-    augment_geometry.inverse_from_draws; chosen images get elastic strength alpha."""
-    images, raw = _checked(images, raw)
+def distort_drawn(images, draws, bounds, alpha, key, sigma, background):
+    """distort_batch from uniform draws (B, 7) in [0, 1) and bounds (7,) (see
+    augment_geometry.inverse_from_draws); chosen images get elastic strength alpha
+    (if > 0) with the raw field raw_field(key, 2·B·H·W)."""
+    images = np.ascontiguousarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"distort_drawn expects uint8 images (B, H, W), got {images.dtype} {images.shape}")
     B, H, W = images.shape
     out = np.empty((B, H, W), dtype=np.float32)
     _distort_drawn(launch_address(), _distort_chunk.native.address(np.float32), images, out, draws, bounds,
-                   float(alpha), raw, smoothing_matrix(sigma, H), smoothing_matrix(sigma, W), float(background))
+                   float(alpha), np.uint64(key), alpha > 0, smoothing_matrix(sigma, H), smoothing_matrix(sigma, W),
+                   float(background))
     return out
 
 
