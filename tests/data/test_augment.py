@@ -7,7 +7,8 @@ import pytest
 
 from cnn_cli.data.augment import Augmenter, inverse_maps, is_active
 from cnn_cli.spec.config import AUGMENT_DEFAULTS
-from cnn_cli.kernels.augment import distort_batch, distort_drawn, gaussian_taps, raw_field, smooth_fields
+from cnn_cli.kernels.augment import (distort_batch, distort_drawn, gaussian_taps, raw_field, smooth_fields,
+                                    smoothing_matrix)
 
 
 def digits(n=8, size=28, seed=0):
@@ -184,6 +185,8 @@ def test_drawn_parameters_are_the_documented_maps():
 def test_gaussian_taps_sum_to_one_and_are_symmetric():
     taps = gaussian_taps(4.0)
     assert taps.size == 25 and abs(float(taps.sum()) - 1) < 1e-6 and np.array_equal(taps, taps[::-1])
+    matrix = smoothing_matrix(4.0, 28)  # the kernel multiplies by it untransposed: it must be symmetric
+    assert np.array_equal(matrix, matrix.T) and matrix[0, 12] == taps[24] and matrix[0, 13] == 0
 
 
 def test_probability_zero_and_zero_bounds_change_nothing():
