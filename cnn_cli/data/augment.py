@@ -3,15 +3,15 @@
 Planar affine distortions as in LeCun et al. 1998 (translation, rotation,
 scaling, squeezing, shear) and elastic ones as in Simard, Steinkraus & Platt
 2003, each image its own, drawn uniformly within ± the configured bounds. All
-random numbers are drawn here, with NumPy, from the generator the caller hands
-in (the training run's noise stream, saved in every checkpoint): the kernel
+randomness comes from the generator the caller hands in (the training run's
+noise stream, saved in every checkpoint), drawn here with NumPy; the kernel
 (kernels/augment.py) only computes, so a batch is the same for any thread count
 and a resumed run continues bit for bit.
 
 Per batch of n images, two draws: rng.random((n, 7)) (whether each image is
 distorted, then its six affine parameters: kernels/augment_geometry.py), and
 with elastic distortions one raw 64-bit word, the key from which the kernel
-makes the displacement fields' 2·n·H·W random numbers (kernels/augment.py).
+computes the displacement fields' 2·n·H·W random numbers (kernels/augment.py).
 """
 
 from __future__ import annotations

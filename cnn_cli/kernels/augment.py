@@ -19,11 +19,14 @@ number (2u + 1)/65536 − 1: uniform on 65,536 points of (−1, 1), symmetric
 about 0. Either given (distort_batch), or made here from one 64-bit key drawn
 from the run's noise stream (distort_drawn): word j is SplitMix64's output
 number j + 1 started from the key (Steele, Lea & Flood 2014; java.util's
-SplittableRandom), a pure function of (key, j), so each parallel item makes
-the words of its own images, the same on any thread count, and NumPy need not
-produce 2·H·W numbers per image one at a time on one thread. Smoothing is a true Gaussian of width σ cut at
-3σ, zero outside the field, done as two small matrix products per chunk of
-images (banded Toeplitz matrices of the taps, through single-threaded BLAS).
+SplittableRandom), a pure function of (key, j). So each parallel item makes
+the words of its own images, the same on any thread count, instead of NumPy
+making 2·H·W numbers per image on one thread before the kernel starts.
+
+Smoothing is a true Gaussian of width σ cut at 3σ, zero outside the field:
+two small matrix products per chunk of images (banded Toeplitz matrices of
+the taps, through single-threaded BLAS). Sampling is explicit vector code
+(augment_sample.py) on a copy of the image padded with background.
 
 One parallel item per chunk of CHUNK images (a constant, never the thread
 count), each writing only its own output, so the result is the same bits for
