@@ -83,6 +83,18 @@ def test_outputs_stay_within_the_input_range(background):
     assert not np.array_equal(out, images)
 
 
+@pytest.mark.parametrize("alpha, sigma", [(0.0, 4.0), (100.0, 0.5), (100.0, 20.0)])
+def test_the_largest_settings_stay_in_range(alpha, sigma):
+    """Every bound at its validated maximum: points far outside the image (clamped in
+    the kernel) read background, never memory outside the padded copy."""
+    images = digits(24, size=11)
+    a = Augmenter(settings(translate=14, rotate=180, scale=0.9, squeeze=0.9, shear=1.0, alpha=alpha, sigma=sigma),
+                  background=9.0)
+    out = a(images, np.random.default_rng(8))
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= images.max()
+    assert np.any(out == 9.0)
+
+
 def test_same_seed_same_batch_on_one_and_two_threads():
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba was started with a single thread")
