@@ -175,8 +175,10 @@ def _distort_chunk(ch, context):
     for j in range(hi - lo):
         i = lo + j
         _pad(images[i], padded, np.float32(background))
-        first = 2 * j * W if elastic else 0  # affine alone: a zero field, alpha 0
-        _sample_image(padded, out[i], inverse[i], alpha[i] if elastic else 0.0, fields, first, H, W)
+        if elastic:
+            _sample_image(padded, out[i], inverse[i], alpha[i], fields, 2 * j * W, H, W)
+        else:  # a version of the sampler that reads no field
+            _sample_image(padded, out[i], inverse[i], None, fields, 0, H, W)
 
 
 @njit(cache=True, error_model="numpy")

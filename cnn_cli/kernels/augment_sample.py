@@ -49,7 +49,8 @@ def _splat(builder, value, vector_type):
 
 @intrinsic
 def sample_row(typingctx, padded, row_length, out, dy, dx, base_r, base_c, step_r, step_c, alpha, hi_r, hi_c):
-    """For c < out.size: sr = base_r + step_r·c + alpha·dy[c], sc likewise with dx,
+    """For c < out.size: sr = base_r + step_r·c + alpha·dy[c] (alpha None: no third term),
+    sc likewise with dx,
     each clamped to [−1, hi]; out[c] = bilinear value of the padded image (flat,
     row_length numbers a row, pixel (r, c) at (r + 1)·row_length + c + 1) at (sr, sc),
     as a + f·(b − a) along columns then rows. Arrays are C-contiguous float32,
@@ -58,13 +59,17 @@ def sample_row(typingctx, padded, row_length, out, dy, dx, base_r, base_c, step_
     if not all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == 1 and a.dtype == types.float32
                for a in arrays):
         return None
-    floats = (base_r, base_c, step_r, step_c, alpha, hi_r, hi_c)
+    floats = (base_r, base_c, step_r, step_c, hi_r, hi_c)
     if not isinstance(row_length, types.Integer) or not all(isinstance(v, types.Float) for v in floats):
+        return None
+    elastic = not isinstance(alpha, types.NoneType)  # None: no displacement, dy and dx are never read
+    if elastic and not isinstance(alpha, types.Float):
         return None
 
     def codegen(context, builder, signature, args):
         padded_v, length_v, out_v, dy_v, dx_v = args[:5]
-        scalars = [context.cast(builder, v, t, types.float64) for v, t in zip(args[5:], signature.args[5:])]
+        scalars = [context.cast(builder, v, t, types.float64) if isinstance(t, types.Float)
+                   else context.get_constant(types.float64, 0.0) for v, t in zip(args[5:], signature.args[5:])]
         length = context.cast(builder, length_v, signature.args[1], types.int64)
 
         def data(k, value):
@@ -93,14 +98,16 @@ def sample_row(typingctx, padded, row_length, out, dy, dx, base_r, base_c, step_
                 return builder.fpext(_masked_load(builder, vector, mask, singles), doubles)
 
             def coordinate(base, step, values, hi):
-                s = builder.fadd(builder.fadd(base, builder.fmul(step, c)), builder.fmul(alpha_v, values))
+                s = builder.fadd(base, builder.fmul(step, c))
+                if elastic:
+                    s = builder.fadd(s, builder.fmul(alpha_v, values))
                 s = builder.select(builder.fcmp_ordered(">", s, minus_one), s, minus_one)
                 s = builder.select(builder.fcmp_ordered("<", s, hi), s, hi)
                 whole = _call(builder, "llvm.floor.v8f64", doubles, [doubles], [s])
                 return whole, builder.fsub(s, whole)
 
-            r0, fr = coordinate(base_r_v, step_r_v, field(field_r), hi_r_v)
-            c0, fc = coordinate(base_c_v, step_c_v, field(field_c), hi_c_v)
+            r0, fr = coordinate(base_r_v, step_r_v, field(field_r) if elastic else None, hi_r_v)
+            c0, fc = coordinate(base_c_v, step_c_v, field(field_c) if elastic else None, hi_c_v)
             k = builder.add(builder.add(builder.mul(builder.fptosi(r0, longs), length_vec),
                                         builder.fptosi(c0, longs)), corner)
 
