@@ -166,7 +166,7 @@ def _distort_chunk(ch, context):
     B, H, W = images.shape
     lo, hi = ch * CHUNK, min(B, (ch + 1) * CHUNK)
     count = 2 * (hi - lo)
-    fields = np.zeros((H, count * W if elastic else 2 * W), dtype=np.float32)
+    fields = np.empty((H, count * W if elastic else 2 * W), dtype=np.float32)  # affine alone reads none of it
     if elastic:
         scratch = np.empty((H, count * W), dtype=np.float32)
         numbers, offset = _raw_of_chunk(raw, key, lo * 2 * H * W, count * H * W)
