@@ -3,17 +3,15 @@
 Planar affine distortions as in LeCun et al. 1998 (translation, rotation,
 scaling, squeezing, shear) and elastic ones as in Simard, Steinkraus & Platt
 2003, each image its own, drawn uniformly within ± the configured bounds. All
-random numbers are drawn here, with NumPy, from the generator the caller hands
-in (the training run's noise stream, saved in every checkpoint): the kernel
+randomness comes from the generator the caller hands in (the training run's
+noise stream, saved in every checkpoint), drawn here with NumPy; the kernel
 (kernels/augment.py) only computes, so a batch is the same for any thread count
 and a resumed run continues bit for bit.
 
-Geometry, about the image centre, in (row, column) coordinates with rows down:
-the forward map is A = R(θ)·H(h)·S, with R a counter-clockwise rotation as the
-image is displayed (θ = 90° is np.rot90), H a horizontal shear (column += h·row),
-S = diag((1+s)/(1+q), (1+s)·(1+q)) a scaling s and squeeze q, then a shift by
-(ty, tx) pixels. The kernel samples the input at A⁻¹(p − centre − t) + centre,
-plus the elastic displacement.
+Per batch of n images, two draws: rng.random((n, 7)) (whether each image is
+distorted, then its six affine parameters: kernels/augment_geometry.py), and
+with elastic distortions one raw 64-bit word, the key from which the kernel
+computes the displacement fields' 2·n·H·W random numbers (kernels/augment.py).
 """
 
 from __future__ import annotations
@@ -22,7 +20,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..kernels.augment import distort_batch
+from ..kernels.augment import distort_drawn
+from ..kernels.augment_geometry import PARAMETERS, inverse_maps_of
 
 
 def is_active(augment: dict) -> bool:
@@ -33,26 +32,11 @@ def is_active(augment: dict) -> bool:
 
 def inverse_maps(shape: tuple[int, int], ty, tx, theta_deg, scale, squeeze, shear) -> np.ndarray:
     """(B, 6) inverse affine maps for the kernel, from per-image parameter arrays (B,)."""
-    H, W = shape
-    theta = np.deg2rad(np.asarray(theta_deg, dtype=np.float64))
-    # Rounded so that multiples of 90° give exact 0 and ±1 (np.rot90 exactly).
-    cos, sin = np.round(np.cos(theta), 12), np.round(np.sin(theta), 12)
-    sy = (1.0 + np.asarray(scale)) / (1.0 + np.asarray(squeeze))
-    sx = (1.0 + np.asarray(scale)) * (1.0 + np.asarray(squeeze))
-    h = np.asarray(shear, dtype=np.float64)
-    # A = R·H·S with R = [[cos, -sin], [sin, cos]], H = [[1, 0], [h, 1]], S = diag(sy, sx).
-    a00 = (cos - sin * h) * sy
-    a01 = -sin * sx
-    a10 = (sin + cos * h) * sy
-    a11 = cos * sx
-    det = a00 * a11 - a01 * a10
-    i00, i01, i10, i11 = a11 / det, -a01 / det, -a10 / det, a00 / det
-    cr, cc = (H - 1) / 2.0, (W - 1) / 2.0
-    # src = A⁻¹ (p − c − t) + c
-    dr, dc = cr + np.asarray(ty, dtype=np.float64), cc + np.asarray(tx, dtype=np.float64)
-    o_r = cr - (i00 * dr + i01 * dc)
-    o_c = cc - (i10 * dr + i11 * dc)
-    return np.stack([i00, i01, o_r, i10, i11, o_c], axis=1)
+    params = np.stack(np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                            for v in (ty, tx, theta_deg, scale, squeeze, shear))), axis=1)
+    out = np.empty((len(params), 6))
+    inverse_maps_of(shape[0], shape[1], np.ascontiguousarray(params), out)
+    return out
 
 
 class Augmenter:
@@ -61,29 +45,19 @@ class Augmenter:
     def __init__(self, augment: dict, background: float = 0.0):
         self.settings = augment
         self.background = float(background)
+        self.bounds = np.array([augment["probability"], *(float(augment[k]) for k in PARAMETERS)])
+        self.alpha = float(augment["elastic"]["alpha"])
+        self.sigma = float(augment["elastic"]["sigma"])
 
     def draw(self, rng: np.random.Generator, n: int, shape: tuple[int, int]):
-        """The random parameters of n images: (inverse maps (n, 6), alpha (n,), raw field or None)."""
-        a = self.settings
-
-        def uniform(bound):
-            return rng.uniform(-bound, bound, n)
-
-        chosen = rng.random(n) < a["probability"]
-        ty, tx = uniform(a["translate"]), uniform(a["translate"])
-        theta, scale, squeeze, shear = uniform(a["rotate"]), uniform(a["scale"]), uniform(a["squeeze"]), uniform(a["shear"])
-        inverse = inverse_maps(shape, ty, tx, theta, scale, squeeze, shear)
-        inverse[~chosen] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # the identity: the image as it is
-        alpha, field = np.zeros(n), None
-        if a["elastic"]["alpha"] > 0:
-            # Simard et al.: uniform(−1, 1) displacements, smoothed in the kernel, times α.
-            field = rng.random((n, 2) + tuple(shape), dtype=np.float32) * np.float32(2.0) - np.float32(1.0)
-            alpha = np.where(chosen, a["elastic"]["alpha"], 0.0)
-        return inverse, alpha, field
+        """The random numbers for n images: uniform draws (n, 7) and the elastic field's key (0 if none)."""
+        draws = rng.random((n, 7))
+        key = rng.bit_generator.random_raw() if self.alpha > 0 else 0
+        return draws, key
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        inverse, alpha, field = self.draw(rng, len(images), images.shape[1:])
-        return distort_batch(images, inverse, alpha, field, self.settings["elastic"]["sigma"], self.background)
+        draws, key = self.draw(rng, len(images), images.shape[1:])
+        return distort_drawn(images, draws, self.bounds, self.alpha, key, self.sigma, self.background)
 
 
 def make_augmenter(config) -> Optional[Augmenter]:

@@ -7,7 +7,8 @@ import pytest
 
 from cnn_cli.data.augment import Augmenter, inverse_maps, is_active
 from cnn_cli.spec.config import AUGMENT_DEFAULTS
-from cnn_cli.kernels.augment import distort_batch, gaussian_taps
+from cnn_cli.kernels.augment import (distort_batch, distort_drawn, gaussian_taps, raw_field, smooth_fields,
+                                    smoothing_matrix)
 
 
 def digits(n=8, size=28, seed=0):
@@ -82,6 +83,18 @@ def test_outputs_stay_within_the_input_range(background):
     assert not np.array_equal(out, images)
 
 
+@pytest.mark.parametrize("alpha, sigma", [(0.0, 4.0), (100.0, 0.5), (100.0, 20.0)])
+def test_the_largest_settings_stay_in_range(alpha, sigma):
+    """Every bound at its validated maximum: points far outside the image (clamped in
+    the kernel) read background, never memory outside the padded copy."""
+    images = digits(24, size=11)
+    a = Augmenter(settings(translate=14, rotate=180, scale=0.9, squeeze=0.9, shear=1.0, alpha=alpha, sigma=sigma),
+                  background=9.0)
+    out = a(images, np.random.default_rng(8))
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= images.max()
+    assert np.any(out == 9.0)
+
+
 def test_same_seed_same_batch_on_one_and_two_threads():
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba was started with a single thread")
@@ -99,16 +112,52 @@ def test_same_seed_same_batch_on_one_and_two_threads():
     assert not np.array_equal(one, a(images, np.random.default_rng(6)))
 
 
-def test_elastic_smoothing_is_scipys_gaussian():
-    """The kernel's displacement = α · gaussian_filter(field, σ, zero outside, cut at 3σ)."""
+def raw_values(raw):
+    """The numbers a raw uint16 field stands for: (2u + 1)/65536 − 1."""
+    return (2.0 * raw.astype(np.float64) + 1.0) / 65536.0 - 1.0
+
+
+@pytest.mark.parametrize("sigma, shape", [(4.0, (5, 28, 28)), (3.0, (9, 28, 28)), (1.5, (3, 9, 13))])
+def test_smoothing_is_scipys_truncated_gaussian(sigma, shape):
+    """smooth_fields = gaussian_filter along rows and columns, zero outside the field,
+    cut at 3σ (SciPy's radius int(truncate·σ + 0.5) is ceil(3σ) for these σ), to
+    float32 precision; batches that are not a whole number of chunks included."""
     ndimage = pytest.importorskip("scipy.ndimage")
-    rng = np.random.default_rng(1)
+    B, H, W = shape
+    raw = raw_field(11, 2 * B * H * W)
+    smooth = smooth_fields(raw, shape, sigma)
+    field = raw_values(raw).reshape(B, 2, H, W)  # any fixed order of the raw numbers would do; this is ours
+    assert smooth.shape == (B, 2, H, W) and smooth.dtype == np.float32
+    expected = ndimage.gaussian_filter(field, (0, 0, sigma, sigma), mode="constant", cval=0.0, truncate=3.0)
+    np.testing.assert_allclose(smooth, expected, rtol=0, atol=2e-6)
+    weights = np.exp(-0.5 * (np.arange(-int(np.ceil(3 * sigma)), int(np.ceil(3 * sigma)) + 1) / sigma) ** 2)
+    by_hand = ndimage.correlate1d(ndimage.correlate1d(field, weights / weights.sum(), axis=2, mode="constant"),
+                                  weights / weights.sum(), axis=3, mode="constant")
+    np.testing.assert_allclose(smooth, by_hand, rtol=0, atol=2e-6)
+
+
+def test_raw_field_is_uniform_in_minus_one_to_one():
+    """65,536 equally likely values (2u + 1)/65536 − 1: symmetric, never ±1 or 0; the
+    words are SplitMix64's (its published first output from seed 0)."""
+    assert raw_field(0, 4).view(np.uint64)[0] == 0xE220A8397B1DCDAF
+    v = raw_values(raw_field(2 ** 64 - 5, 2_000_000))
+    assert v.min() == -1 + 2.0 ** -16 and v.max() == 1 - 2.0 ** -16 and not np.any(v == 0)
+    assert abs(v.mean()) < 4 * (1 / np.sqrt(3)) / np.sqrt(v.size)
+    counts = np.histogram(v, bins=16, range=(-1, 1))[0]
+    assert np.all(np.abs(counts / (v.size / 16) - 1) < 0.01)
+    assert abs(np.mean(v ** 2) - 1 / 3) < 0.002
+
+
+def test_elastic_distortion_samples_at_the_smoothed_displacement():
+    """The kernel's displacement = α · gaussian_filter(field, σ, zero outside, cut at 3σ):
+    compared with bilinear sampling in NumPy at p + α·d(p)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
     images = digits(2)
-    field = rng.uniform(-1, 1, (2, 2, 28, 28)).astype(np.float32)
-    smooth = ndimage.gaussian_filter(field.astype(np.float64), (0, 0, 3.0, 3.0), mode="constant", truncate=3.0)
+    raw = raw_field(11, 2 * images.size)
+    smooth = ndimage.gaussian_filter(raw_values(raw).reshape(2, 2, 28, 28), (0, 0, 3.0, 3.0), mode="constant",
+                                     truncate=3.0)
     alpha = np.array([8.0, 8.0])
-    out = distort_batch(images, maps(2), alpha, field.copy(), sigma=3.0)
-    # Reference: bilinear sampling at p + α·d(p), in NumPy.
+    out = distort_batch(images, maps(2), alpha, raw, sigma=3.0)
     rows, cols = np.meshgrid(np.arange(28), np.arange(28), indexing="ij")
     for i in range(2):
         sr, sc = rows + alpha[i] * smooth[i, 0], cols + alpha[i] * smooth[i, 1]
@@ -124,9 +173,32 @@ def test_elastic_smoothing_is_scipys_gaussian():
         np.testing.assert_allclose(out[i], expected, atol=1e-3)
 
 
+def test_drawn_parameters_are_the_documented_maps():
+    """distort_drawn (the Augmenter's path) = distort_batch with inverse_maps of the
+    parameters bound·(2u − 1) and the raw field raw_field(key) (13 images: a last,
+    partial chunk); images whose first draw is not below the probability are
+    returned exactly, elastic distortion included."""
+    images = digits(13)
+    draws = np.random.default_rng(4).random((13, 7))
+    bounds = np.array([0.6, 2.0, 3.0, 20.0, 0.1, 0.2, 0.3])
+    params = bounds[1:] * (2 * draws[:, 1:] - 1)
+    chosen = draws[:, 0] < bounds[0]
+    inverse = inverse_maps((28, 28), *params.T)
+    inverse[~chosen] = (1, 0, 0, 0, 1, 0)
+    key = 0x0123456789ABCDEF
+    alpha = np.where(chosen, 30.0, 0.0)
+    expected = distort_batch(images, inverse, alpha, raw_field(key, 2 * images.size), sigma=4.0, background=3.0)
+    out = distort_drawn(images, draws, bounds, 30.0, key, 4.0, 3.0)
+    assert np.array_equal(out, expected)
+    assert 0 < chosen.sum() < 13 and np.array_equal(out[~chosen], images[~chosen])
+    assert not np.any(np.all(out[chosen] == images[chosen], axis=(1, 2)))
+
+
 def test_gaussian_taps_sum_to_one_and_are_symmetric():
     taps = gaussian_taps(4.0)
     assert taps.size == 25 and abs(float(taps.sum()) - 1) < 1e-6 and np.array_equal(taps, taps[::-1])
+    matrix = smoothing_matrix(4.0, 28)  # the kernel multiplies by it untransposed: it must be symmetric
+    assert np.array_equal(matrix, matrix.T) and matrix[0, 12] == taps[24] and matrix[0, 13] == 0
 
 
 def test_probability_zero_and_zero_bounds_change_nothing():
@@ -153,3 +225,7 @@ def test_bad_input_to_the_kernel_raises():
         distort_batch(images, maps(3))
     with pytest.raises(ValueError):
         distort_batch(images, maps(2), alpha=np.ones(2))
+    with pytest.raises(ValueError):  # the raw field is 16-bit integers, 2·B·H·W of them
+        distort_batch(images, maps(2), np.ones(2), np.zeros(2 * images.size, dtype=np.float32))
+    with pytest.raises(ValueError):
+        distort_batch(images, maps(2), np.ones(2), np.zeros(images.size, dtype=np.uint16))
