@@ -15,7 +15,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .runtime.vector import _masked_load, _masked_store
+from .runtime.vector import _masked_load, _masked_store, splat as _splat
 
 LANES = 8
 _I64, _I32 = ir.IntType(64), ir.IntType(32)
@@ -38,13 +38,6 @@ def _gather_pairs(builder, pointers, mask):
     first = builder.shuffle_vector(numbers, numbers, ir.Constant(lanes, list(range(0, 2 * LANES, 2))))
     second = builder.shuffle_vector(numbers, numbers, ir.Constant(lanes, list(range(1, 2 * LANES, 2))))
     return first, second
-
-
-def _splat(builder, value, vector_type):
-    """value in every lane of vector_type (of value's own element type)."""
-    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined),
-                                  ir.Constant(ir.VectorType(_I32, vector_type.count), [0] * vector_type.count))
 
 
 @intrinsic

@@ -138,10 +138,9 @@ def _forward_chunk(ch, context):
     b1 = min(B, b0 + chunk)
     tiles = (b1 - b0) * T
     V = _domain(n, C, tiles, x.dtype)
-    zero_row = np.zeros(W, dtype=x.dtype)
     for b in range(b0, b1):
         for c in range(C):
-            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, zero_row, tile)
+            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, tile)
     M = _domain(n, K, tiles, x.dtype)
     for xi in range(n):
         matmul(U[xi], np.bool_(False), V[xi, :C], np.bool_(False), M[xi, :K])
@@ -168,7 +167,7 @@ def _winograd_forward(launch, chunk_fn, x, U, bias, act, chunk, pool):
     check_code(act)
     B, C, H, W = x.shape
     K = U.shape[1]
-    chunk = max(1, min(chunk, B))
+    chunk = even_chunks(B, chunk)
     fused = pool == 2
     if fused:
         pooled = np.empty((B, K, H // 2, W // 2), dtype=x.dtype)
@@ -245,10 +244,9 @@ def _backward_chunk(ch, context):
         for k in range(K):
             gradient_transform(delta[b, k], dM.reshape(dM.size), k * tiles + b * T, dM.shape[1] * tiles, tile)
     V = _domain(n, C, tiles, x.dtype)
-    zero_row = np.zeros(W, dtype=x.dtype)
     for b in range(b0, b1):
         for c in range(C):
-            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, zero_row, tile)
+            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, tile)
     dU_part = dU_parts[ch]
     for xi in range(n):
         matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
@@ -257,8 +255,7 @@ def _backward_chunk(ch, context):
         Vd = _domain(n, K, tiles, x.dtype)
         for b in range(b1 - b0):
             for k in range(K):
-                input_transform(delta[b, k], Vd.reshape(Vd.size), k * tiles + b * T, Vd.shape[1] * tiles, zero_row,
-                                tile)
+                input_transform(delta[b, k], Vd.reshape(Vd.size), k * tiles + b * T, Vd.shape[1] * tiles, tile)
         Mx = _domain(n, C, tiles, x.dtype)
         for xi in range(n):
             matmul(Ud[xi], np.bool_(False), Vd[xi, :K], np.bool_(False), Mx[xi, :C])
@@ -274,38 +271,63 @@ def winograd_backward(da, a, argmax, x, Ud, act, need_dx, chunk):
     its argmax, when fused); Ud = filter_transform(w, m, transpose_flip=True).
     filter_gradient(dU, m) turns dU into the weights' gradient."""
     da, a, argmax, x, Ud = (np.ascontiguousarray(v) for v in (da, a, argmax, x, Ud))
-    return _winograd_backward(launch_address(), _backward_chunk.native.address(x.dtype), da, a, argmax, x, Ud,
-                              act, need_dx, chunk)
+    return _winograd_backward(launch_address(), _backward_chunk.native.address(x.dtype),
+                              _sum_slots.native.address(x.dtype), da, a, argmax, x, Ud, act, need_dx, chunk)
+
+
+@native_item(lambda f: (c_array(f, 3), c_array(f, 2)))
+@njit(cache=True, error_model="numpy")
+def _sum_slots(xi, context):
+    """One parallel item of the weight-gradient sum: domain position ξ of every
+    chunk's slot, added in chunk order."""
+    parts, total = item_args(context)
+    out = total[xi]
+    for i in range(out.size):
+        out[i] = 0
+    for ch in range(parts.shape[0]):
+        part = parts[ch, xi]
+        for i in range(out.size):
+            out[uint64(i)] += part[uint64(i)]
 
 
 @njit(cache=True, error_model="numpy")
-def _winograd_backward(launch, chunk_fn, da, a, argmax, x, Ud, act, need_dx, chunk):
+def even_chunks(batch, chunk):
+    """The chunk size nearest below `chunk` that cuts the batch into an even number
+    of chunks (when there are more than one): two cores then get equal shares,
+    where 5 chunks would keep one of them busy for 3 while the other waits.
+    Depends on the batch and the layer only, never on the thread count."""
+    chunk = max(1, min(chunk, batch))
+    count = (batch + chunk - 1) // chunk
+    if count > 1 and count % 2 == 1:
+        count += 1
+        chunk = (batch + count - 1) // count
+    return chunk
+
+
+@njit(cache=True, error_model="numpy")
+def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, Ud, act, need_dx, chunk):
     check_code(act)
     B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    n = Ud.shape[0]
     if B == 0:
-        return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((Ud.shape[0], K, C), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
-    chunk = max(1, min(chunk, B))
+        return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((n, K, C), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
+    chunk = even_chunks(B, chunk)
     Q = da.shape[2] * da.shape[3]
     da3 = da.reshape((B, K, Q))
     a3 = a.reshape((B, K, Q))
     arg3 = argmax.reshape((argmax.shape[0], K, Q))
     chunks = (B + chunk - 1) // chunk
-    n = Ud.shape[0]
     dU_parts = np.empty((chunks, n, K, C), dtype=x.dtype)
     db_parts = np.empty((chunks, K), dtype=x.dtype)
     dx = np.empty((B if need_dx else 0, C, H, W), dtype=x.dtype)
     parallel_for(_backward_chunk, launch, chunk_fn, chunks,
                  (da3, a3, arg3, x, Ud, dU_parts, db_parts, dx, act, chunk, need_dx, argmax.shape[0] > 0))
-    # Slots summed in chunk order (explicit loops: see kernels/conv.py).
-    size = n * K * C
-    dU = np.zeros(size, dtype=x.dtype)
-    flat = dU_parts.reshape((chunks, size))
+    # Slots summed in chunk order, each domain position its own parallel item.
+    dU = np.empty((n, K * C), dtype=x.dtype)
+    parallel_for(_sum_slots, launch, sum_fn, n, (dU_parts.reshape((chunks, n, K * C)), dU))
     dbias = np.zeros(K, dtype=x.dtype)
     for c in range(chunks):
-        part = flat[c]
-        for i in range(size):
-            dU[i] += part[i]
         for k in range(K):
             dbias[k] += db_parts[c, k]
     return dx, dU.reshape((n, K, C)), dbias

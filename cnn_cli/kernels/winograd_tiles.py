@@ -10,29 +10,24 @@ vectoriser, and every transform reads or writes rows at a stride of `tile`.
 
 from numba import njit
 
-from .runtime.tile_vector import (gradient_tiles8, gradient_tiles8_f4, input_tiles8, input_tiles8_f4, output_tiles8,
-                                  output_tiles8_f4)
+from .runtime.tile_vector import (gradient_tiles8_2, gradient_tiles8_4, input_tiles8_2, input_tiles8_4,
+                                  output_tiles8_2, output_tiles8_4)
 from .runtime.vector import VECTOR
 
 
 @njit(cache=True, error_model="numpy")
-def input_transform(plane, Vf, base, step, zero_row, tile):
+def input_transform(plane, Vf, base, step, tile):
     """V = Bᵀ d B for every tile of one (H, W) plane, d the (tile + 2)² patch from
     one row and column before the tile to two after it, zero outside the plane."""
     H, W = plane.shape
     th, tw = H // tile, W // tile
     for ty in range(th):
-        top = tile * ty - 1  # the patch's first row
-        first = plane[top] if ty > 0 else zero_row
-        last = plane[top + tile + 1] if ty < th - 1 else zero_row
-        row = base + ty * tw
         for tx in range(0, tw, VECTOR):
-            count = min(VECTOR, tw - tx)
+            at, count = base + ty * tw + tx, min(VECTOR, tw - tx)
             if tile == 2:
-                input_tiles8(first, plane[top + 1], plane[top + 2], last, 2 * tx - 1, W, Vf, row + tx, step, count)
+                input_tiles8_2(plane, 2 * ty - 1, 2 * tx - 1, Vf, at, step, count)
             else:
-                input_tiles8_f4(first, plane[top + 1], plane[top + 2], plane[top + 3], plane[top + 4], last,
-                                4 * tx - 1, W, Vf, row + tx, step, count)
+                input_tiles8_4(plane, 4 * ty - 1, 4 * tx - 1, Vf, at, step, count)
 
 
 @njit(cache=True, error_model="numpy")
@@ -41,15 +36,12 @@ def output_transform(Mf, base, step, plane, beta, tile):
     oh, ow = plane.shape
     th, tw = oh // tile, ow // tile
     for ty in range(th):
-        row = base + ty * tw
-        r = tile * ty
         for tx in range(0, tw, VECTOR):
-            count = min(VECTOR, tw - tx)
+            at, count = base + ty * tw + tx, min(VECTOR, tw - tx)
             if tile == 2:
-                output_tiles8(Mf, row + tx, step, plane[r], plane[r + 1], 2 * tx, beta, count)
+                output_tiles8_2(Mf, at, step, plane, 2 * ty, 2 * tx, beta, count)
             else:
-                output_tiles8_f4(Mf, row + tx, step, plane[r], plane[r + 1], plane[r + 2], plane[r + 3], 4 * tx,
-                                 beta, count)
+                output_tiles8_4(Mf, at, step, plane, 4 * ty, 4 * tx, beta, count)
 
 
 @njit(cache=True, error_model="numpy")
@@ -59,12 +51,9 @@ def gradient_transform(delta, dMf, base, step, tile):
     oh, ow = delta.shape
     th, tw = oh // tile, ow // tile
     for ty in range(th):
-        row = base + ty * tw
-        r = tile * ty
         for tx in range(0, tw, VECTOR):
-            count = min(VECTOR, tw - tx)
+            at, count = base + ty * tw + tx, min(VECTOR, tw - tx)
             if tile == 2:
-                gradient_tiles8(delta[r], delta[r + 1], 2 * tx, dMf, row + tx, step, count)
+                gradient_tiles8_2(delta, 2 * ty, 2 * tx, dMf, at, step, count)
             else:
-                gradient_tiles8_f4(delta[r], delta[r + 1], delta[r + 2], delta[r + 3], 4 * tx, dMf, row + tx, step,
-                                   count)
+                gradient_tiles8_4(delta, 4 * ty, 4 * tx, dMf, at, step, count)

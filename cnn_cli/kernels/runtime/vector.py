@@ -65,11 +65,16 @@ def copy8(typingctx, dst, dst_start, src, src_start):
 LANES = 16
 
 
-def _splat(builder, value, vector_type):
-    lanes = vector_type.count
-    value = builder.trunc(value, vector_type.element)
+def splat(builder, value, vector_type):
+    """value in every lane of vector_type, whose element type is value's own."""
     first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
-    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), ir.Constant(vector_type, [0] * lanes))
+    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), [0] * vector_type.count))
+
+
+def _splat(builder, value, vector_type):
+    """An integer value, narrowed to vector_type's integer lanes, in every lane."""
+    return splat(builder, builder.trunc(value, vector_type.element), vector_type)
 
 
 def _masked_load(builder, pointer, mask, vector_type):
@@ -79,6 +84,22 @@ def _masked_load(builder, pointer, mask, vector_type):
     fnty = ir.FunctionType(vector_type, [vector_type.as_pointer(), i32, mask.type, vector_type])
     load = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{suffix}.p0")
     return builder.call(load, [pointer, ir.Constant(i32, 4), mask, ir.Constant(vector_type, None)])
+
+
+def load_group(builder, pointer, full, mask, vector_type):
+    """A plain load where `full` (an i1) is set, else a masked one: masked loads
+    cost more even with every lane set (benchmarks/RESULTS.md, Design measurements)."""
+    with builder.if_else(full) as (whole, part):
+        with whole:
+            plain = builder.load(pointer, align=1)
+            plain_block = builder.block
+        with part:
+            masked = _masked_load(builder, pointer, mask, vector_type)
+            masked_block = builder.block
+    values = builder.phi(vector_type)
+    values.add_incoming(plain, plain_block)
+    values.add_incoming(masked, masked_block)
+    return values
 
 
 def _masked_store(builder, value, pointer, mask):
@@ -198,16 +219,7 @@ def maxpool2x2(typingctx, x, start, width, out, arg, out_start, count):
         def row(offset):
             pointer = builder.bitcast(_element_pointer(context, builder, signature.args[0], x_v, offset),
                                       wide.as_pointer())
-            with builder.if_else(full) as (whole, part):
-                with whole:
-                    plain = builder.load(pointer, align=1)
-                    plain_block = builder.block
-                with part:
-                    masked = _masked_load(builder, pointer, read, wide)
-                    masked_block = builder.block
-            values = builder.phi(wide)
-            values.add_incoming(plain, plain_block)
-            values.add_incoming(masked, masked_block)
+            values = load_group(builder, pointer, full, read, wide)
             even = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(0, 2 * VECTOR, 2))))
             odd = builder.shuffle_vector(values, values, ir.Constant(ints, list(range(1, 2 * VECTOR, 2))))
             return even, odd
