@@ -24,4 +24,5 @@ cnn bench cifar10 --batch-sizes 64 --threads "$THREADS" --against torch --repeat
     --inference-batch 1000 --layer-batch 64 --no-compile --json > "$RESULTS/bench_cifar10.json.tmp"
 mv "$RESULTS/bench_cifar10.json.tmp" "$RESULTS/bench_cifar10.json"
 python benchmarks/bench_train_wall.py --threads "$THREADS" --rounds 3 --epochs 5 --out "$RESULTS/train_wall.json" > /dev/null
+python benchmarks/bench_cifar_memory.py --threads "$THREADS" --out "$RESULTS/cifar_memory.json" > /dev/null
 python benchmarks/write_results.py

@@ -54,7 +54,7 @@ def _git(machine):
     return text
 
 
-def render(bench, wall, extra=()) -> str:
+def render(bench, wall, extra=(), cifar_memory=None) -> str:
     out = ["# Benchmark results", ""]
     source = bench or wall
     if source is None:
@@ -89,16 +89,18 @@ def render(bench, wall, extra=()) -> str:
 
     # ------------------------------------------------------------ targets
     out += ["## Targets", "", "| target | required | measured | |", "|---|---|---|---|"]
-    if bench:
+    for one in (bench, *extra):
+        if not one:
+            continue
         for kind, label in (("train", "training step"), ("inference", "inference")):
-            for row in bench[kind]:
+            for row in one[kind]:
                 if row.get("target") is not None:
-                    out.append(f"| {label}, batch {row['batch_size']}: ours ÷ PyTorch img/s | ≥ ×{row['target']:g} | "
-                               f"{_x(row['ratio'])} | {_met(row['ratio'], row['target'])} |")
-        c = bench.get("compile")
-        if c:
-            out.append(f"| cold compile of every kernel | ≤ {c['targets']['cold_s']:g} s | {c['cold_s']:.1f} s | "
-                       f"{_met(c['cold_s'], c['targets']['cold_s'], False)} |")
+                    out.append(f"| {one['config']} {label}, batch {row['batch_size']}: ours ÷ PyTorch img/s | "
+                               f"≥ ×{row['target']:g} | {_x(row['ratio'])} | {_met(row['ratio'], row['target'])} |")
+    c = bench.get("compile") if bench else None
+    if c:
+        out.append(f"| cold compile of every kernel | ≤ {c['targets']['cold_s']:g} s | {c['cold_s']:.1f} s | "
+                   f"{_met(c['cold_s'], c['targets']['cold_s'], False)} |")
     if wall:
         w = wall["wall"]
         out.append(f"| `cnn train lenet5`, {wall['epochs']} epochs on {wall['train_images']:,} digits: PyTorch ÷ ours "
@@ -110,6 +112,10 @@ def render(bench, wall, extra=()) -> str:
         mem = wall["memory"]
         out.append(f"| peak memory, training on {mem['train_images']:,} images | ≤ {mem['target_mb']:g} MB | "
                    f"{mem['ours']['peak_rss_mb']:.0f} MB | {_met(mem['ours']['peak_rss_mb'], mem['target_mb'], False)} |")
+    if cifar_memory:
+        c = cifar_memory
+        out.append(f"| peak memory, `cnn train cifar10` on {c['train_images']:,} images | ≤ {c['target_mb']:g} MB | "
+                   f"{c['peak_rss_mb']:.0f} MB | {_met(c['peak_rss_mb'], c['target_mb'], False)} |")
     out.append("")
 
     # ------------------------------------------------------------ cnn bench
@@ -145,6 +151,15 @@ def render(bench, wall, extra=()) -> str:
                 f"**{fb['cached']['end_after_launch_s']:.2f} s**" + _launches(fb["cached"]),
                 f"- empty cache (compiles what the step needs): {fb['cold']['start_after_launch_s']:.2f} s / "
                 f"{fb['cold']['end_after_launch_s']:.1f} s", ""]
+    if cifar_memory:
+        c = cifar_memory
+        out += [f"### Peak memory, one epoch of `cnn train cifar10` on {c['train_images']:,} images", "",
+                "A CIFAR-10 archive in the official binary format, of random pixels (the real one cannot be "
+                f"downloaded here), {c['train_images']:,} training and {c['test_images']:,} test records "
+                "(benchmarks/bench_cifar_memory.py).", "",
+                "| command | peak MB | wall s | epoch s | img/s |", "|---|---:|---:|---:|---:|",
+                f"| `{c['command']}` | {c['peak_rss_mb']:.0f} | {c['wall_s']:.1f} | {c['epoch_s']:.1f} | "
+                f"{c['images_per_s']:,.0f} |", ""]
     return "\n".join(out)
 
 
@@ -218,10 +233,12 @@ def main(argv=None) -> int:
     parser.add_argument("--wall", type=Path, default=HERE / "results" / "train_wall.json")
     parser.add_argument("--extra", type=Path, nargs="*", default=[HERE / "results" / "bench_cifar10.json"],
                         help="more `cnn bench --json` results to tabulate (skipped when missing)")
+    parser.add_argument("--cifar-memory", type=Path, default=HERE / "results" / "cifar_memory.json")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
     extra = [_load(path) for path in args.extra if path.is_file()]
-    args.out.write_text(render(_load(args.bench), _load(args.wall), extra) + kept_sections(args.out))
+    cifar_memory = _load(args.cifar_memory)
+    args.out.write_text(render(_load(args.bench), _load(args.wall), extra, cifar_memory) + kept_sections(args.out))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
