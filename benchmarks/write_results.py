@@ -83,8 +83,13 @@ def render(bench, wall, extra=(), cifar_memory=None) -> str:
     ]
     if bench:
         out.append(f"{bench['command']} --json > benchmarks/results/bench.json")
+    for one in extra:
+        out.append(f"{one['command']} --json > benchmarks/results/bench_{one['config']}.json")
     if wall:
         out.append(f"{wall['command']} --out benchmarks/results/train_wall.json")
+    if cifar_memory:
+        out.append(f"python benchmarks/bench_cifar_memory.py --threads {cifar_memory['threads']} "
+                   "--out benchmarks/results/cifar_memory.json")
     out += ["python benchmarks/write_results.py", "```", ""]
 
     # ------------------------------------------------------------ targets
