@@ -134,6 +134,11 @@ def builtin_cases():
                   _conv_shape((1, 5, 5), 2, (2, 2), (2, 2), (0, 0, 0, 0), "identity")))
     cases.append(("conv connection table 4→3", _conv_shape((4, 6, 6), 3, (3, 3), (1, 1), (1, 1, 1, 1), "tanh",
                                                            SMALL_TABLE)))
+    # 3×3 'same' convs over 8 channels run by Winograd's algorithm (kernels/winograd.py).
+    cases.append(("conv 3x3 same 8 channels (Winograd F(4x4))",
+                  _conv_shape((8, 8, 8), 3, (3, 3), (1, 1), "same", "tanh", text="same")))
+    cases.append(("conv 3x3 same 8 channels (Winograd F(2x2))",
+                  _conv_shape((8, 6, 10), 2, (3, 3), (1, 1), "same", "relu", text="same")))
     for act in ACTIVATION_NAMES:
         cases.append((f"conv activation {act}", _conv_shape((2, 6, 6), 2, (3, 3), (1, 1), (0, 0, 0, 0), act)))
     for kind in ("max", "mean", "lp", "subsample"):

@@ -28,6 +28,7 @@ def test_builtin_suite_passes_and_covers_every_case():
     for act in ("identity", "relu", "sigmoid", "tanh", "scaled_tanh"):
         assert f"conv activation {act}" in names and f"dense activation {act}" in names
     assert any("connection table" in n for n in names)
+    assert "conv 3x3 same 8 channels (Winograd F(4x4))" in names and "conv 3x3 same 8 channels (Winograd F(2x2))" in names
     conv_cases = [c for c in report["cases"] if c["layer"] == "conv"]
     assert all(set(c["checked"]) == {"input", "weight", "bias"} for c in conv_cases)
     assert all(c["max_rel_error"] < 1e-6 for c in report["cases"])
@@ -75,3 +76,15 @@ def test_bad_config_is_one_line(tmp_path):
     result = runner.invoke(app, ["gradcheck", str(path)])
     assert result.exit_code == 2
     assert result.stderr.strip().count("\n") == 0 and "fc[0].units" in result.stderr
+
+
+@pytest.mark.parametrize("tile", [4, 2])
+def test_the_winograd_cases_run_winograd(tile):
+    """The suite's Winograd cases are what their names say, so the finite
+    differences check those kernels, not the im2col ones."""
+    from cnn_cli.nn.layers import build_layer
+
+    shapes = dict(gradcheck.builtin_cases())
+    layer = build_layer(shapes[f"conv 3x3 same 8 channels (Winograd F({tile}x{tile}))"], np.float64,
+                        np.random.default_rng(0))
+    assert layer.winograd == tile

@@ -82,6 +82,29 @@ def test_conv2d_matches_torch_float64(case):
     close(db, gb)
 
 
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, RTOL64), (np.float32, 2e-4)])
+@pytest.mark.parametrize("C, K, H, W, tile", [(8, 5, 8, 12, 4), (9, 4, 6, 10, 2), (32, 32, 32, 32, 4)])
+def test_winograd_conv_layer_matches_torch(C, K, H, W, tile, dtype, rtol):
+    """3×3 'same' conv layers over 8+ channels run by Winograd's algorithm: output and
+    every gradient against torch's conv2d (float32: F(4×4)'s transforms lose a few
+    bits, within rtol of the largest value)."""
+    from cnn_cli.nn.layers import Conv2D
+    from cnn_cli.spec.config import ConvSpec, LayerShape
+
+    rng = np.random.default_rng(C * 100 + H)
+    spec = ConvSpec("conv", K, (3, 3), (1, 1), (1, 1, 1, 1), "same", "tanh")
+    layer = Conv2D(LayerShape(spec, (C, H, W), (K, H, W), "t"), dtype, rng)
+    assert layer.winograd == tile
+    layer.params["bias"][...] = rng.standard_normal(K) * 0.3
+    x = rng.standard_normal((3, C, H, W)).astype(dtype)
+    w, b = layer.params["weight"], layer.params["bias"]
+    out, G, (gx, gw, gb) = torch_grads(lambda x_, w_, b_: _torch_conv(x_, w_, b_, (1, 1), (1, 1, 1, 1), TANH), x, w, b)
+    a = layer.forward(x)
+    dx = layer.backward(G)
+    for ours, theirs in ((a, out), (dx, gx), (layer.grads["weight"], gw), (layer.grads["bias"], gb)):
+        close(ours, theirs, rtol=rtol)
+
+
 def test_conv2d_matches_torch_float32():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((8, 6, 14, 14)).astype(np.float32)
