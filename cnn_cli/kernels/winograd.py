@@ -18,7 +18,7 @@ The tile transforms are in kernels/winograd_tiles.py.
 
 Accuracy: F(2×2)'s matrices hold only 0, ±1 and ±½, so its transforms are
 exact but for rounding. F(4×4)'s hold up to 8 and 1/24 and lose a few more
-bits: about 1e-6 of the output's scale in float32 (tests/kernels/test_winograd.py).
+bits: up to a few millionths of the output's scale in float32 (tests/kernels/test_winograd.py).
 
 Chunks, determinism and the fused 2×2 max pooling work as in kernels/conv.py:
 one chunk of images per parallel item, weight and bias gradients in per-chunk
