@@ -34,7 +34,7 @@ from .activations import activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .winograd_tiles import gradient_transform, input_transform, output_transform
+from .winograd_tiles import tile_table, transform_gradients, transform_inputs, transform_outputs
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -137,18 +137,21 @@ def _forward_chunk(ch, context):
     b0 = ch * chunk
     b1 = min(B, b0 + chunk)
     tiles = (b1 - b0) * T
+    where = tile_table(b0, b1, H, W, tile)
     V = _domain(n, C, tiles, x.dtype)
-    for b in range(b0, b1):
-        for c in range(C):
-            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, tile)
+    transform_inputs(x, 0, where, V, tile)
     M = _domain(n, K, tiles, x.dtype)
     for xi in range(n):
         matmul(U[xi], np.bool_(False), V[xi, :C], np.bool_(False), M[xi, :K])
-    plane = np.empty((H, W), dtype=x.dtype)  # one plane of a, when pooling
-    for b in range(b0, b1):
-        for k in range(K):
-            dst = plane if fused else out[b, k]
-            output_transform(M.reshape(M.size), k * tiles + (b - b0) * T, M.shape[1] * tiles, dst, bias[k], tile)
+    # Map k of the chunk's images, then its activation (and pooling, into a scratch copy of a).
+    scratch = np.empty((b1 - b0 if fused else 0, 1, H, W), dtype=x.dtype)
+    for k in range(K):
+        if fused:
+            transform_outputs(M, k, scratch, b0, 0, where, bias[k], tile)
+        else:
+            transform_outputs(M, k, out, 0, k, where, bias[k], tile)
+        for b in range(b0, b1):
+            dst = scratch[b - b0, 0] if fused else out[b, k]
             activate_span(dst.reshape(H * W), np.int64(0), H * W, act)
             if fused:
                 maxpool_2x2_plane(dst, pooled[b, k], arg[b, k], W)
@@ -239,30 +242,23 @@ def _backward_chunk(ch, context):
             total += acc[j]
         db_part[k] = total
     # ∂L/∂U[ξ] = Σ_tiles (A δ Aᵀ)[ξ] · V[ξ]ᵀ
+    where = tile_table(b0, b1, H, W, tile)
     dM = _domain(n, K, tiles, x.dtype)
-    for b in range(b1 - b0):
-        for k in range(K):
-            gradient_transform(delta[b, k], dM.reshape(dM.size), k * tiles + b * T, dM.shape[1] * tiles, tile)
+    transform_gradients(delta, b0, where, dM, tile)
     V = _domain(n, C, tiles, x.dtype)
-    for b in range(b0, b1):
-        for c in range(C):
-            input_transform(x[b, c], V.reshape(V.size), c * tiles + (b - b0) * T, V.shape[1] * tiles, tile)
+    transform_inputs(x, 0, where, V, tile)
     dU_part = dU_parts[ch]
     for xi in range(n):
         matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
     if need_dx:
         # δ padded by one, times the rotated, transposed filters: the same product as forward.
         Vd = _domain(n, K, tiles, x.dtype)
-        for b in range(b1 - b0):
-            for k in range(K):
-                input_transform(delta[b, k], Vd.reshape(Vd.size), k * tiles + b * T, Vd.shape[1] * tiles, tile)
+        transform_inputs(delta, b0, where, Vd, tile)
         Mx = _domain(n, C, tiles, x.dtype)
         for xi in range(n):
             matmul(Ud[xi], np.bool_(False), Vd[xi, :K], np.bool_(False), Mx[xi, :C])
-        for b in range(b0, b1):
-            for c in range(C):
-                output_transform(Mx.reshape(Mx.size), c * tiles + (b - b0) * T, Mx.shape[1] * tiles, dx[b, c],
-                                 x.dtype.type(0), tile)
+        for c in range(C):
+            transform_outputs(Mx, c, dx, 0, c, where, x.dtype.type(0), tile)
 
 
 def winograd_backward(da, a, argmax, x, Ud, act, need_dx, chunk):

@@ -8,8 +8,11 @@ tiles a call (runtime/tile_vector.py): tile rows are too short for LLVM's
 vectoriser, and every transform reads or writes rows at a stride of `tile`.
 """
 
+import numpy as np
 from numba import njit
 
+from .runtime.tile_gather import (gather_gradient_tiles8_2, gather_gradient_tiles8_4, gather_input_tiles8_2,
+                                  gather_input_tiles8_4, scatter_output_tiles8_2, scatter_output_tiles8_4)
 from .runtime.tile_vector import (gradient_tiles8_2, gradient_tiles8_4, input_tiles8_2, input_tiles8_4,
                                   output_tiles8_2, output_tiles8_4)
 from .runtime.vector import VECTOR
@@ -57,3 +60,95 @@ def gradient_transform(delta, dMf, base, step, tile):
                 gradient_tiles8_2(delta, 2 * ty, 2 * tx, dMf, at, step, count)
             else:
                 gradient_tiles8_4(delta, 4 * ty, 4 * tx, dMf, at, step, count)
+
+
+# ---------------------------------------------------------------- a chunk's planes at once
+#
+# Maps of at least VECTOR tiles a row go plane by plane, tile row by tile row
+# (above); smaller ones eight tiles of the chunk at a time, gathered and
+# scattered through the table `where` (runtime/tile_gather.py), so no lane
+# stays empty at the end of a short row. Planes live in 4-D arrays; image b of
+# the chunk is planes[b − shift].
+
+
+@njit(cache=True, error_model="numpy")
+def tile_table(b0, b1, H, W, tile):
+    """(3, tiles): image, tile row and tile column of each of the chunk's tiles, in
+    the order of the Winograd-domain arrays (image, then row, then column)."""
+    th, tw = H // tile, W // tile
+    where = np.empty((3, (b1 - b0) * th * tw), dtype=np.int64)
+    t = 0
+    for b in range(b0, b1):
+        for ty in range(th):
+            for tx in range(tw):
+                where[0, t], where[1, t], where[2, t] = b, ty, tx
+                t += 1
+    return where
+
+
+@njit(cache=True, error_model="numpy")
+def transform_inputs(planes, shift, where, V, tile):
+    """V[ξ, c, t] = Bᵀ d B for every channel c and every tile t of the table."""
+    C, H, W = planes.shape[1], planes.shape[2], planes.shape[3]
+    tiles = where.shape[1]
+    Vf, step = V.reshape(V.size), V.shape[1] * tiles
+    if W // tile >= VECTOR:
+        T = (H // tile) * (W // tile)
+        b0 = where[0, 0]
+        for t in range(0, tiles, T):
+            b = b0 + t // T
+            for c in range(C):
+                input_transform(planes[b - shift, c], Vf, c * tiles + t, step, tile)
+        return
+    for c in range(C):
+        for t0 in range(0, tiles, VECTOR):
+            count = min(VECTOR, tiles - t0)
+            if tile == 2:
+                gather_input_tiles8_2(planes, shift, c, where, t0, Vf, c * tiles + t0, step, count)
+            else:
+                gather_input_tiles8_4(planes, shift, c, where, t0, Vf, c * tiles + t0, step, count)
+
+
+@njit(cache=True, error_model="numpy")
+def transform_gradients(planes, shift, where, dM, tile):
+    """dM[ξ, k, t] = A δ Aᵀ for every channel k of the gradient planes and every tile t."""
+    K, H, W = planes.shape[1], planes.shape[2], planes.shape[3]
+    tiles = where.shape[1]
+    dMf, step = dM.reshape(dM.size), dM.shape[1] * tiles
+    if W // tile >= VECTOR:
+        T = (H // tile) * (W // tile)
+        b0 = where[0, 0]
+        for t in range(0, tiles, T):
+            b = b0 + t // T
+            for k in range(K):
+                gradient_transform(planes[b - shift, k], dMf, k * tiles + t, step, tile)
+        return
+    for k in range(K):
+        for t0 in range(0, tiles, VECTOR):
+            count = min(VECTOR, tiles - t0)
+            if tile == 2:
+                gather_gradient_tiles8_2(planes, shift, k, where, t0, dMf, k * tiles + t0, step, count)
+            else:
+                gather_gradient_tiles8_4(planes, shift, k, where, t0, dMf, k * tiles + t0, step, count)
+
+
+@njit(cache=True, error_model="numpy")
+def transform_outputs(M, k, planes, shift, channel, where, beta, tile):
+    """planes[b − shift, channel] = Aᵀ M A + beta for the images of the table, M's
+    matrices' row k."""
+    H, W = planes.shape[2], planes.shape[3]
+    tiles = where.shape[1]
+    Mf, step = M.reshape(M.size), M.shape[1] * tiles
+    if W // tile >= VECTOR:
+        T = (H // tile) * (W // tile)
+        b0 = where[0, 0]
+        for t in range(0, tiles, T):
+            b = b0 + t // T
+            output_transform(Mf, k * tiles + t, step, planes[b - shift, channel], beta, tile)
+        return
+    for t0 in range(0, tiles, VECTOR):
+        count = min(VECTOR, tiles - t0)
+        if tile == 2:
+            scatter_output_tiles8_2(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)
+        else:
+            scatter_output_tiles8_4(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)

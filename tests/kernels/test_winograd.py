@@ -80,14 +80,15 @@ def test_float32_agrees_with_the_im2col_path(c, k, h, batch, tile):
         assert err_g < 2e-6 and err_w < (2e-6 if tile == 2 else 2e-5), (err_w, err_g)
 
 
-@pytest.mark.parametrize("h", [10, 12])  # tiles of 2 and of 4
+# Tiles of 2 and of 4, rows of fewer than 8 tiles (gathered) and of 8 or more (row by row).
+@pytest.mark.parametrize("h, tile", [(10, 2), (12, 4), (18, 2), (32, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_pooling_is_the_two_layers_one_after_the_other(dtype, h):
+def test_fused_pooling_is_the_two_layers_one_after_the_other(dtype, h, tile):
     """ConvMaxPool's fused step: the pooled output, its argmax and every gradient are
     bit for bit those of the Winograd conv followed by the pooling layer's kernels."""
     c, k = 8, 6
     layer = same_conv(c, k, h, h, dtype=dtype, seed=4)
-    assert layer.winograd == (2 if h == 10 else 4)
+    assert layer.winograd == tile
     rng = np.random.default_rng(5)
     x = rng.standard_normal((7, c, h, h)).astype(dtype)
     x[:, :, :2, :2] = 0.0  # ties in the first windows: the first maximum must win in both

@@ -80,7 +80,10 @@ def _splat(builder, value, vector_type):
 def _masked_load(builder, pointer, mask, vector_type):
     """Lanes where `mask` is set, zeros elsewhere; masked-off lanes are never read."""
     i32 = ir.IntType(32)
-    suffix = f"v{vector_type.count}{'f32' if isinstance(vector_type.element, ir.FloatType) else 'f64'}"
+    element = vector_type.element
+    kind = f"i{element.width}" if isinstance(element, ir.IntType) else ("f32" if isinstance(element, ir.FloatType)
+                                                                       else "f64")
+    suffix = f"v{vector_type.count}{kind}"
     fnty = ir.FunctionType(vector_type, [vector_type.as_pointer(), i32, mask.type, vector_type])
     load = cgutils.get_or_insert_function(builder.module, fnty, f"llvm.masked.load.{suffix}.p0")
     return builder.call(load, [pointer, ir.Constant(i32, 4), mask, ir.Constant(vector_type, None)])

@@ -1,0 +1,200 @@
+"""Winograd tile transforms for small maps, eight tiles of a chunk at a time
+whatever plane and tile row they sit in (kernels/winograd_tiles.py).
+
+On a map of fewer than eight tiles a row (an 8×8 map has two 4×4 tiles a
+row), tile_vector.py's row-at-a-time intrinsics leave most of their eight
+lanes empty. Here lane l is the chunk's tile t0 + l, wherever it is: a table
+`where` (3, tiles) gives each tile's image, tile row and tile column, and the
+patch numbers are gathered (masked: padding reads as zero without being
+read), the outputs scattered, with one gather or scatter per patch position.
+The arithmetic is tile_vector.py's, lane by lane.
+
+Arrays of planes are 4-D, (images, channels, H, W); a tile of image b and
+channel c reads plane ((b − shift)·channels + c), so a chunk-local array
+(shift = the chunk's first image) and a whole-batch one (shift = 0) take the
+same table.
+"""
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .tile_vector import AT, BT, A, _Lanes, _apply
+from .vector import VECTOR, splat
+
+_I64 = ir.IntType(64)
+_LONGS = ir.VectorType(_I64, VECTOR)
+
+
+def _call(builder, name, result_type, args):
+    fnty = ir.FunctionType(result_type, [a.type for a in args])
+    return builder.call(cgutils.get_or_insert_function(builder.module, fnty, name), args)
+
+
+def _suffix(vector_type):
+    return f"v{VECTOR}{'f32' if isinstance(vector_type.element, ir.FloatType) else 'f64'}"
+
+
+class _Tiles:
+    """The planes and the table of one call: addresses and masks for each patch position."""
+
+    def __init__(self, context, builder, signature, args, planes_at, shift_at, channel_at, where_at, t0_at, count_at):
+        b = self.b = builder
+        self.lanes = _Lanes(context, builder, context.get_value_type(signature.args[planes_at].dtype))
+        planes = cgutils.create_struct_proxy(signature.args[planes_at])(context, builder, value=args[planes_at])
+        _, channels, self.height, self.width = cgutils.unpack_tuple(b, planes.shape, 4)
+        self.data = planes.data
+        as_long = [context.cast(builder, args[k], signature.args[k], types.int64)
+                   for k in (shift_at, channel_at, t0_at, count_at)]
+        shift, channel, t0, self.count = as_long
+        where = cgutils.create_struct_proxy(signature.args[where_at])(context, builder, value=args[where_at])
+        tiles = cgutils.unpack_tuple(b, where.shape, 2)[1]
+        entries = [self.lanes.load(_LONGS, b.gep(where.data, [b.add(b.mul(ir.Constant(_I64, r), tiles), t0)]),
+                                   ir.Constant(_I64, 0), self.count) for r in range(3)]
+        image, self.tile_row, self.tile_col = entries
+        area = b.mul(self.height, self.width)
+        plane = b.add(b.mul(b.sub(image, splat(b, shift, _LONGS)), splat(b, channels, _LONGS)),
+                      splat(b, channel, _LONGS))
+        self.plane_start = b.mul(plane, splat(b, area, _LONGS))
+        self.live = b.icmp_signed("<", ir.Constant(_LONGS, list(range(VECTOR))), splat(b, self.count, _LONGS))
+        self.base = splat(b, b.ptrtoint(self.data, _I64), _LONGS)
+        self.itemsize = ir.Constant(_LONGS, [context.get_abi_sizeof(self.lanes.narrow.element)] * VECTOR)
+
+    def rows_cols(self, tile, first):
+        """Each lane's first patch row and column: tile·ty + first, tile·tx + first."""
+        b, m = self.b, ir.Constant(_LONGS, [tile] * VECTOR)
+        offset = ir.Constant(_LONGS, [first] * VECTOR)
+        return b.add(b.mul(self.tile_row, m), offset), b.add(b.mul(self.tile_col, m), offset)
+
+    def pointers(self, row, col):
+        b = self.b
+        flat = b.add(self.plane_start, b.add(b.mul(row, splat(b, self.width, _LONGS)), col))
+        return b.inttoptr(b.add(self.base, b.mul(flat, self.itemsize)), ir.VectorType(self.data.type, VECTOR))
+
+    def inside(self, row, col):
+        """Lanes that exist and whose (row, col) is in the plane."""
+        b = self.b
+        zero = ir.Constant(_LONGS, [0] * VECTOR)
+        ok = b.and_(b.icmp_signed(">=", row, zero), b.icmp_signed("<", row, splat(b, self.height, _LONGS)))
+        ok = b.and_(ok, b.and_(b.icmp_signed(">=", col, zero), b.icmp_signed("<", col, splat(b, self.width, _LONGS))))
+        return b.and_(ok, self.live)
+
+    def gather(self, row, col, mask):
+        vector = self.lanes.narrow
+        return _call(self.b, f"llvm.masked.gather.{_suffix(vector)}.v{VECTOR}p0", vector,
+                     [self.pointers(row, col), ir.Constant(ir.IntType(32), 4), mask, ir.Constant(vector, None)])
+
+    def scatter(self, value, row, col):
+        _call(self.b, f"llvm.masked.scatter.{_suffix(value.type)}.v{VECTOR}p0", ir.VoidType(),
+              [value, self.pointers(row, col), ir.Constant(ir.IntType(32), 4), self.live])
+
+    def store_domain(self, values, array_type, array, base, step):
+        for value, target in zip(values, self.lanes.domain_rows(array_type, array, base, step, len(values))):
+            self.lanes.store(value, target, self.count)
+
+    def load_domain(self, array_type, array, base, step, n):
+        return [self.lanes.load(self.lanes.narrow, row, ir.Constant(_I64, 0), self.count)
+                for row in self.lanes.domain_rows(array_type, array, base, step, n)]
+
+
+def _ok(planes, shift, channel, where, t0, flat, integers=()):
+    return (isinstance(planes, types.Array) and planes.ndim == 4 and planes.layout == "C"
+            and isinstance(planes.dtype, types.Float) and isinstance(flat, types.Array) and flat.ndim == 1
+            and flat.layout == "C" and flat.dtype == planes.dtype and isinstance(where, types.Array)
+            and where.ndim == 2 and where.layout == "C" and where.dtype == types.int64
+            and all(isinstance(v, types.Integer) for v in (shift, channel, t0) + tuple(integers)))
+
+
+def _gather_input_tiles8(tile):
+    @intrinsic
+    def gather_input_tiles8(typingctx, planes, shift, channel, where, t0, v, base, step, count):
+        """Bᵀ d B for the chunk's tiles t0 … t0 + count − 1 (count ≤ 8) of one channel:
+        v[base + ξ·step + l] for tile t0 + l."""
+        if not _ok(planes, shift, channel, where, t0, v, (base, step, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            tiles = _Tiles(context, builder, signature, args, 0, 1, 2, 3, 4, 8)
+            base_v, step_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (6, 7))
+            top, left = tiles.rows_cols(tile, -1)
+            n = tile + 2
+            patch = []
+            for i in range(n):
+                row = b.add(top, ir.Constant(_LONGS, [i] * VECTOR))
+                cols = [b.add(left, ir.Constant(_LONGS, [j] * VECTOR)) for j in range(n)]
+                patch.append([tiles.gather(row, col, tiles.inside(row, col)) for col in cols])
+            down = [_apply(b, BT[tile], [patch[i][j] for i in range(n)]) for j in range(n)]  # Bᵀ·d by columns
+            out = []
+            for i in range(n):
+                out += _apply(b, BT[tile], [down[j][i] for j in range(n)])
+            tiles.store_domain(out, signature.args[5], args[5], base_v, step_v)
+            return context.get_dummy_value()
+
+        return types.none(planes, shift, channel, where, t0, v, base, step, count), codegen
+
+    return gather_input_tiles8
+
+
+def _scatter_output_tiles8(tile):
+    @intrinsic
+    def scatter_output_tiles8(typingctx, m, base, step, planes, shift, channel, where, t0, beta, count):
+        """Aᵀ M A + beta for the chunk's tiles t0 … t0 + count − 1 of one output
+        channel, M's row ξ at m[base + ξ·step + l]: scattered into the planes."""
+        if not (_ok(planes, shift, channel, where, t0, m, (base, step, count)) and isinstance(beta, types.Float)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            tiles = _Tiles(context, builder, signature, args, 3, 4, 5, 6, 7, 9)
+            base_v, step_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2))
+            beta_v = splat(b, context.cast(builder, args[8], signature.args[8], signature.args[3].dtype),
+                           tiles.lanes.narrow)
+            n = tile + 2
+            rows = tiles.load_domain(signature.args[0], args[0], base_v, step_v, n * n)
+            columns = [_apply(b, AT[tile], [rows[n * i + j] for i in range(n)]) for j in range(n)]  # Aᵀ·M
+            top, left = tiles.rows_cols(tile, 0)
+            for r in range(tile):
+                row = b.add(top, ir.Constant(_LONGS, [r] * VECTOR))
+                outputs = _apply(b, AT[tile], [columns[j][r] for j in range(n)])
+                for s, value in enumerate(outputs):
+                    tiles.scatter(b.fadd(value, beta_v), row, b.add(left, ir.Constant(_LONGS, [s] * VECTOR)))
+            return context.get_dummy_value()
+
+        return types.none(m, base, step, planes, shift, channel, where, t0, beta, count), codegen
+
+    return scatter_output_tiles8
+
+
+def _gather_gradient_tiles8(tile):
+    @intrinsic
+    def gather_gradient_tiles8(typingctx, planes, shift, channel, where, t0, dm, base, step, count):
+        """A δ Aᵀ for the chunk's tiles t0 … t0 + count − 1 of one gradient channel:
+        dm[base + ξ·step + l] for tile t0 + l."""
+        if not _ok(planes, shift, channel, where, t0, dm, (base, step, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            tiles = _Tiles(context, builder, signature, args, 0, 1, 2, 3, 4, 8)
+            base_v, step_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (6, 7))
+            top, left = tiles.rows_cols(tile, 0)
+            delta = [[tiles.gather(b.add(top, ir.Constant(_LONGS, [r] * VECTOR)),
+                                   b.add(left, ir.Constant(_LONGS, [c] * VECTOR)), tiles.live)
+                      for c in range(tile)] for r in range(tile)]
+            down = [_apply(b, A[tile], [delta[r][c] for r in range(tile)]) for c in range(tile)]  # A·δ by columns
+            out = []
+            for i in range(tile + 2):
+                out += _apply(b, A[tile], [down[c][i] for c in range(tile)])
+            tiles.store_domain(out, signature.args[5], args[5], base_v, step_v)
+            return context.get_dummy_value()
+
+        return types.none(planes, shift, channel, where, t0, dm, base, step, count), codegen
+
+    return gather_gradient_tiles8
+
+
+gather_input_tiles8_2, gather_input_tiles8_4 = _gather_input_tiles8(2), _gather_input_tiles8(4)
+scatter_output_tiles8_2, scatter_output_tiles8_4 = _scatter_output_tiles8(2), _scatter_output_tiles8(4)
+gather_gradient_tiles8_2, gather_gradient_tiles8_4 = _gather_gradient_tiles8(2), _gather_gradient_tiles8(4)
