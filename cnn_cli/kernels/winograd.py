@@ -34,7 +34,7 @@ from .activations import activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .winograd_tiles import tile_table, transform_gradients, transform_inputs, transform_outputs
+from .winograd_tiles import tile_table, transform_outputs, transform_planes
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -139,7 +139,7 @@ def _forward_chunk(ch, context):
     tiles = (b1 - b0) * T
     where = tile_table(b0, b1, H, W, tile)
     V = _domain(n, C, tiles, x.dtype)
-    transform_inputs(x, 0, where, V, tile)
+    transform_planes(x, 0, where, V, tile, False)
     M = _domain(n, K, tiles, x.dtype)
     for xi in range(n):
         matmul(U[xi], np.bool_(False), V[xi, :C], np.bool_(False), M[xi, :K])
@@ -244,16 +244,16 @@ def _backward_chunk(ch, context):
     # ∂L/∂U[ξ] = Σ_tiles (A δ Aᵀ)[ξ] · V[ξ]ᵀ
     where = tile_table(b0, b1, H, W, tile)
     dM = _domain(n, K, tiles, x.dtype)
-    transform_gradients(delta, b0, where, dM, tile)
+    transform_planes(delta, b0, where, dM, tile, True)
     V = _domain(n, C, tiles, x.dtype)
-    transform_inputs(x, 0, where, V, tile)
+    transform_planes(x, 0, where, V, tile, False)
     dU_part = dU_parts[ch]
     for xi in range(n):
         matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
     if need_dx:
         # δ padded by one, times the rotated, transposed filters: the same product as forward.
         Vd = _domain(n, K, tiles, x.dtype)
-        transform_inputs(delta, b0, where, Vd, tile)
+        transform_planes(delta, b0, where, Vd, tile, False)
         Mx = _domain(n, C, tiles, x.dtype)
         for xi in range(n):
             matmul(Ud[xi], np.bool_(False), Vd[xi, :K], np.bool_(False), Mx[xi, :C])

@@ -87,49 +87,35 @@ def tile_table(b0, b1, H, W, tile):
 
 
 @njit(cache=True, error_model="numpy")
-def transform_inputs(planes, shift, where, V, tile):
-    """V[ξ, c, t] = Bᵀ d B for every channel c and every tile t of the table."""
+def transform_planes(planes, shift, where, D, tile, gradient):
+    """D[ξ, c, t] for every channel c of the planes and every tile t of the table:
+    Bᵀ d B of the tiles' input patches, or with `gradient` A δ Aᵀ of the tiles
+    of gradient planes."""
     C, H, W = planes.shape[1], planes.shape[2], planes.shape[3]
     tiles = where.shape[1]
-    Vf, step = V.reshape(V.size), V.shape[1] * tiles
+    Df, step = D.reshape(D.size), D.shape[1] * tiles
     if W // tile >= VECTOR:
         T = (H // tile) * (W // tile)
         b0 = where[0, 0]
         for t in range(0, tiles, T):
-            b = b0 + t // T
             for c in range(C):
-                input_transform(planes[b - shift, c], Vf, c * tiles + t, step, tile)
+                plane = planes[b0 + t // T - shift, c]
+                if gradient:
+                    gradient_transform(plane, Df, c * tiles + t, step, tile)
+                else:
+                    input_transform(plane, Df, c * tiles + t, step, tile)
         return
     for c in range(C):
         for t0 in range(0, tiles, VECTOR):
-            count = min(VECTOR, tiles - t0)
-            if tile == 2:
-                gather_input_tiles8_2(planes, shift, c, where, t0, Vf, c * tiles + t0, step, count)
+            at, count = c * tiles + t0, min(VECTOR, tiles - t0)
+            if gradient and tile == 2:
+                gather_gradient_tiles8_2(planes, shift, c, where, t0, Df, at, step, count)
+            elif gradient:
+                gather_gradient_tiles8_4(planes, shift, c, where, t0, Df, at, step, count)
+            elif tile == 2:
+                gather_input_tiles8_2(planes, shift, c, where, t0, Df, at, step, count)
             else:
-                gather_input_tiles8_4(planes, shift, c, where, t0, Vf, c * tiles + t0, step, count)
-
-
-@njit(cache=True, error_model="numpy")
-def transform_gradients(planes, shift, where, dM, tile):
-    """dM[ξ, k, t] = A δ Aᵀ for every channel k of the gradient planes and every tile t."""
-    K, H, W = planes.shape[1], planes.shape[2], planes.shape[3]
-    tiles = where.shape[1]
-    dMf, step = dM.reshape(dM.size), dM.shape[1] * tiles
-    if W // tile >= VECTOR:
-        T = (H // tile) * (W // tile)
-        b0 = where[0, 0]
-        for t in range(0, tiles, T):
-            b = b0 + t // T
-            for k in range(K):
-                gradient_transform(planes[b - shift, k], dMf, k * tiles + t, step, tile)
-        return
-    for k in range(K):
-        for t0 in range(0, tiles, VECTOR):
-            count = min(VECTOR, tiles - t0)
-            if tile == 2:
-                gather_gradient_tiles8_2(planes, shift, k, where, t0, dMf, k * tiles + t0, step, count)
-            else:
-                gather_gradient_tiles8_4(planes, shift, k, where, t0, dMf, k * tiles + t0, step, count)
+                gather_input_tiles8_4(planes, shift, c, where, t0, Df, at, step, count)
 
 
 @njit(cache=True, error_model="numpy")
