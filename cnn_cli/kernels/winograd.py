@@ -70,11 +70,17 @@ def winograd_tile(kernel, stride, padding, channels, out_hw) -> int:
     return 0
 
 
+# ... but at least this many tiles: the products' inner dimension in the weight
+# gradient, and their width in the others; an 8×8 map has only 4 tiles of 4×4.
+MIN_CHUNK_TILES = 64
+
+
 def chunk_images(channels, filters, height, width, itemsize, tile):
-    """Images per parallel chunk of the forward pass (see CHUNK_BYTES): a function
-    of the layer's shape only, never of the thread count."""
+    """Images per parallel chunk of the forward pass (see CHUNK_BYTES and
+    MIN_CHUNK_TILES): a function of the layer's shape only, never of the thread count."""
     tile_bytes = (tile + 2) ** 2 * (channels + filters + 2) * itemsize
-    return max(1, CHUNK_BYTES // (tile_bytes * (height // tile) * (width // tile)))
+    tiles = (height // tile) * (width // tile)
+    return max(1, CHUNK_BYTES // (tile_bytes * tiles), -(-MIN_CHUNK_TILES // tiles))
 
 
 def backward_chunk_images(channels, filters, height, width, itemsize, tile):
