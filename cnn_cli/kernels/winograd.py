@@ -97,19 +97,78 @@ def filter_transform(w, tile, transpose_flip=False):
     transpose_flip, the filters of the input gradient instead: g = w[k, c]
     rotated by 180°, stored ((tile + 2)², C, K)."""
     K, C = w.shape[:2]
-    maps = _FILTER_MAPS[tile].astype(w.dtype)
-    if transpose_flip:  # rotating by 180° reverses the 9 taps' order
-        maps = maps[:, ::-1]
-        w = w.transpose(1, 0, 2, 3)
-    flat = np.ascontiguousarray(w).reshape(-1, 9)
-    return np.dot(maps, flat.T).reshape((tile + 2) ** 2, *((C, K) if transpose_flip else (K, C)))
+    U = _transform_filters(launch_address(), _combine_block.native.address(w.dtype), np.ascontiguousarray(w),
+                           _FILTER_MAPS[tile].astype(w.dtype), transpose_flip)
+    return U.reshape((tile + 2) ** 2, *((C, K) if transpose_flip else (K, C)))
 
 
 def filter_gradient(dU, tile):
     """∂L/∂g = Gᵀ (∂L/∂U) G for every (k, c): ((tile + 2)², K, C) → (K, C, 3, 3)."""
+    return _filter_gradient(launch_address(), _combine_block.native.address(dU.dtype), np.ascontiguousarray(dU),
+                            np.ascontiguousarray(_FILTER_MAPS[tile].T.astype(dU.dtype)))
+
+
+# Filters per parallel item of _combine_rows: every row's block stays in L1
+# while all its combinations are made.
+FILTER_BLOCK = 256
+
+
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2)))
+@njit(cache=True, error_model="numpy")
+def _combine_block(block, context):
+    """One parallel item of _combine_rows: columns block·FILTER_BLOCK … of every row."""
+    coefficients, rows, out = item_args(context)
+    f0 = block * FILTER_BLOCK
+    f1 = min(out.shape[1], f0 + FILTER_BLOCK)
+    for i in range(out.shape[0]):
+        target = out[i, f0:f1]
+        for f in range(f1 - f0):
+            target[f] = 0
+        for j in range(rows.shape[0]):
+            c = coefficients[i, j]
+            if c != 0:
+                source = rows[j, f0:f1]
+                for f in range(f1 - f0):
+                    target[uint64(f)] += c * source[uint64(f)]
+
+
+@njit(cache=True, error_model="numpy")
+def _combine_rows(launch, block_fn, coefficients, rows, out):
+    """out[i] = Σ_j coefficients[i, j]·rows[j] for long rows, in parallel blocks of
+    columns (a BLAS product with an inner dimension of 9 runs on one core, slowly)."""
+    blocks = (out.shape[1] + FILTER_BLOCK - 1) // FILTER_BLOCK
+    parallel_for(_combine_block, launch, block_fn, blocks, (coefficients, rows, out))
+
+
+@njit(cache=True, error_model="numpy")
+def _transform_filters(launch, block_fn, w, maps, transpose_flip):
+    K, C = w.shape[0], w.shape[1]
+    taps = np.empty((9, K * C), dtype=w.dtype)  # tap-major: each tap one long row
+    flat = w.reshape((K * C, 9))
+    if transpose_flip:  # filters (c, k), rotated by 180°: tap t reads tap 8 − t
+        for c in range(C):
+            for k in range(K):
+                for t in range(9):
+                    taps[t, c * K + k] = flat[k * C + c, 8 - t]
+    else:
+        for f in range(K * C):
+            for t in range(9):
+                taps[t, f] = flat[f, t]
+    out = np.empty((maps.shape[0], K * C), dtype=w.dtype)
+    _combine_rows(launch, block_fn, maps, taps, out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def _filter_gradient(launch, block_fn, dU, maps_t):
     n, K, C = dU.shape
-    maps = _FILTER_MAPS[tile].astype(dU.dtype)
-    return np.dot(dU.reshape(n, K * C).T, maps).reshape(K, C, 3, 3)
+    taps = np.empty((9, K * C), dtype=dU.dtype)
+    _combine_rows(launch, block_fn, maps_t, dU.reshape((n, K * C)), taps)
+    out = np.empty((K * C, 9), dtype=dU.dtype)
+    for f in range(K * C):
+        for t in range(9):
+            out[f, t] = taps[t, f]
+    return out.reshape((K, C, 3, 3))
 
 
 @njit(cache=True, error_model="numpy")
