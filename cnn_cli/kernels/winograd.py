@@ -40,10 +40,13 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
 # Bytes of Winograd-domain matrices one parallel chunk may fill: a chunk's
 # transformed inputs and products ((m + 2)²·(C + K) numbers a tile) stay within
-# half a core's L2 cache, so transforms and products run on cached data. At
-# batch 64 the CIFAR-10 network's layers get 1 to 4 images a chunk (picked by
-# a sweep: benchmarks/RESULTS.md, Design measurements).
+# half a core's L2 cache, so transforms and products run on cached data
+# (picked by a sweep: benchmarks/RESULTS.md, Design measurements).
 CHUNK_BYTES = 1 << 20
+# ... but a chunk holds at least this many tiles: the products' inner dimension
+# in the weight gradient, and their width in the others; an 8×8 map has only
+# 4 tiles of 4×4, so the CIFAR-10 network's last block takes 16 images a chunk.
+MIN_CHUNK_TILES = 64
 
 # Below this many input channels the products are too thin (conv1 on RGB
 # input has 3) and the transforms cost more than they save: im2col stays.
@@ -68,11 +71,6 @@ def winograd_tile(kernel, stride, padding, channels, out_hw) -> int:
         if out_hw[0] % tile == 0 and out_hw[1] % tile == 0:
             return tile
     return 0
-
-
-# ... but at least this many tiles: the products' inner dimension in the weight
-# gradient, and their width in the others; an 8×8 map has only 4 tiles of 4×4.
-MIN_CHUNK_TILES = 64
 
 
 def chunk_images(channels, filters, height, width, itemsize, tile):
