@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile_vector import AT, BT, A, _Lanes, _apply
+from .tile_vector import AT, BT, A, _Lanes, sandwich
 from .vector import VECTOR, splat
 
 _I64 = ir.IntType(64)
@@ -125,10 +125,7 @@ def _gather_input_tiles8(tile):
                 row = b.add(top, ir.Constant(_LONGS, [i] * VECTOR))
                 cols = [b.add(left, ir.Constant(_LONGS, [j] * VECTOR)) for j in range(n)]
                 patch.append([tiles.gather(row, col, tiles.inside(row, col)) for col in cols])
-            down = [_apply(b, BT[tile], [patch[i][j] for i in range(n)]) for j in range(n)]  # Bᵀ·d by columns
-            out = []
-            for i in range(n):
-                out += _apply(b, BT[tile], [down[j][i] for j in range(n)])
+            out = [v for row in sandwich(b, BT[tile], patch) for v in row]  # Bᵀ·d·B
             tiles.store_domain(out, signature.args[5], args[5], base_v, step_v)
             return context.get_dummy_value()
 
@@ -153,12 +150,11 @@ def _scatter_output_tiles8(tile):
                            tiles.lanes.narrow)
             n = tile + 2
             rows = tiles.load_domain(signature.args[0], args[0], base_v, step_v, n * n)
-            columns = [_apply(b, AT[tile], [rows[n * i + j] for i in range(n)]) for j in range(n)]  # Aᵀ·M
+            outputs = sandwich(b, AT[tile], [rows[n * i:n * (i + 1)] for i in range(n)])  # Aᵀ·M·A
             top, left = tiles.rows_cols(tile, 0)
             for r in range(tile):
                 row = b.add(top, ir.Constant(_LONGS, [r] * VECTOR))
-                outputs = _apply(b, AT[tile], [columns[j][r] for j in range(n)])
-                for s, value in enumerate(outputs):
+                for s, value in enumerate(outputs[r]):
                     tiles.scatter(b.fadd(value, beta_v), row, b.add(left, ir.Constant(_LONGS, [s] * VECTOR)))
             return context.get_dummy_value()
 
@@ -183,10 +179,7 @@ def _gather_gradient_tiles8(tile):
             delta = [[tiles.gather(b.add(top, ir.Constant(_LONGS, [r] * VECTOR)),
                                    b.add(left, ir.Constant(_LONGS, [c] * VECTOR)), tiles.live)
                       for c in range(tile)] for r in range(tile)]
-            down = [_apply(b, A[tile], [delta[r][c] for r in range(tile)]) for c in range(tile)]  # A·δ by columns
-            out = []
-            for i in range(tile + 2):
-                out += _apply(b, A[tile], [down[c][i] for c in range(tile)])
+            out = [v for row in sandwich(b, A[tile], delta) for v in row]  # A·δ·Aᵀ
             tiles.store_domain(out, signature.args[5], args[5], base_v, step_v)
             return context.get_dummy_value()
 

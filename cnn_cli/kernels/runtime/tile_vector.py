@@ -127,6 +127,13 @@ def _apply(b, matrix, values):
     return out
 
 
+def sandwich(b, matrix, grid):
+    """matrix · grid · matrixᵀ, lane by lane: grid[r][c] a vector per entry; down the
+    columns first, then along the rows. Returns the rows of the result."""
+    down = [_apply(b, matrix, [row[c] for row in grid]) for c in range(len(grid[0]))]
+    return [_apply(b, matrix, [column[i] for column in down]) for i in range(len(matrix))]
+
+
 def _arrays(*arrays, ndims):
     return (all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == n for a, n in zip(arrays, ndims))
             and isinstance(arrays[0].dtype, types.Float) and len({a.dtype for a in arrays}) == 1)
@@ -199,11 +206,11 @@ def _output_tiles8(tile):
             zero = ir.Constant(base_v.type, 0)
             m_rows = [lanes.load(lanes.narrow, row, zero, count_v)
                       for row in lanes.domain_rows(signature.args[0], args[0], base_v, step_v, n * n)]
-            columns = [_apply(b, AT[tile], [m_rows[n * i + j] for i in range(n)]) for j in range(n)]  # Aᵀ·M
+            tiles = sandwich(b, AT[tile], [m_rows[n * i:n * (i + 1)] for i in range(n)])  # Aᵀ·M·A
             width = cgutils.unpack_tuple(b, cgutils.create_struct_proxy(signature.args[3])(
                 context, builder, value=args[3]).shape, 2)[1]
             for r in range(tile):
-                outputs = [b.fadd(v, beta_vec) for v in _apply(b, AT[tile], [columns[j][r] for j in range(n)])]
+                outputs = [b.fadd(v, beta_vec) for v in tiles[r]]
                 first = b.add(b.mul(b.add(top_v, ir.Constant(top_v.type, r)), width), col_v)
                 lanes.store(lanes.interleave(outputs), lanes.at(signature.args[3], args[3], first),
                             b.mul(count_v, ir.Constant(count_v.type, tile)))
@@ -234,10 +241,7 @@ def _gradient_tiles8(tile):
             for r in range(tile):
                 start = lanes.at(signature.args[0], args[0], b.mul(b.add(top_v, ir.Constant(top_v.type, r)), width))
                 delta.append(lanes.phases(lanes.load(lanes.wide(tile), start, col_v, limit), tile))
-            down = [_apply(b, A[tile], [delta[r][c] for r in range(tile)]) for c in range(tile)]  # A·δ by columns
-            out = []
-            for i in range(tile + 2):
-                out += _apply(b, A[tile], [down[c][i] for c in range(tile)])
+            out = [v for row in sandwich(b, A[tile], delta) for v in row]  # A·δ·Aᵀ
             for value, target in zip(out, lanes.domain_rows(signature.args[3], args[3], base_v, step_v, len(out))):
                 lanes.store(value, target, count_v)
             return context.get_dummy_value()
