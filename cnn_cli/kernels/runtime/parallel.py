@@ -39,6 +39,9 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 
 from .jit import prange_only
+from .memory import keep_freed_memory
+
+keep_freed_memory()  # every kernel's arrays are allocated afresh each step
 
 I64 = types.int64
 
