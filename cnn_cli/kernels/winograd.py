@@ -6,8 +6,8 @@ Each tile of m×m outputs (m = 4 or 2) needs the (m + 2)² input patch d around 
 
     forward       z = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A
     weight grad   ∂L/∂U = Σ over tiles (A δ Aᵀ) ⊙ V,  ∂L/∂g = Gᵀ (∂L/∂U) G
-    input grad    the forward product of δ (padded by 1) with the filters
-                  rotated by 180° and transposed, C outputs from K inputs
+    input grad    ∂L/∂V[ξ] = U[ξ]ᵀ · (A δ Aᵀ)[ξ] in the domain, then each patch's
+                  B (∂L/∂V) Bᵀ summed where patches overlap (the adjoint of V)
 
 with U = G g Gᵀ the filters and V = Bᵀ d B the patches carried into the
 "Winograd domain". There, summing over channels is one matrix product per
@@ -34,7 +34,7 @@ from .activations import activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
-from .winograd_tiles import tile_table, transform_outputs, transform_planes
+from .winograd_tiles import tile_table, transform_input_gradients, transform_outputs, transform_planes
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -90,14 +90,12 @@ def backward_chunk_images(channels, filters, height, width, itemsize, tile):
     return 2 * chunk_images(channels, filters, height, width, itemsize, tile)
 
 
-def filter_transform(w, tile, transpose_flip=False):
-    """U = G g Gᵀ for every filter g = w[k, c] (3×3): ((tile + 2)², K, C). With
-    transpose_flip, the filters of the input gradient instead: g = w[k, c]
-    rotated by 180°, stored ((tile + 2)², C, K)."""
+def filter_transform(w, tile):
+    """U = G g Gᵀ for every filter g = w[k, c] (3×3): ((tile + 2)², K, C)."""
     K, C = w.shape[:2]
     U = _transform_filters(launch_address(), _combine_block.native.address(w.dtype), np.ascontiguousarray(w),
-                           _FILTER_MAPS[tile].astype(w.dtype), transpose_flip)
-    return U.reshape((tile + 2) ** 2, *((C, K) if transpose_flip else (K, C)))
+                           _FILTER_MAPS[tile].astype(w.dtype))
+    return U.reshape((tile + 2) ** 2, K, C)
 
 
 def filter_gradient(dU, tile):
@@ -139,19 +137,13 @@ def _combine_rows(launch, block_fn, coefficients, rows, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _transform_filters(launch, block_fn, w, maps, transpose_flip):
+def _transform_filters(launch, block_fn, w, maps):
     K, C = w.shape[0], w.shape[1]
     taps = np.empty((9, K * C), dtype=w.dtype)  # tap-major: each tap one long row
     flat = w.reshape((K * C, 9))
-    if transpose_flip:  # filters (c, k), rotated by 180°: tap t reads tap 8 − t
-        for c in range(C):
-            for k in range(K):
-                for t in range(9):
-                    taps[t, c * K + k] = flat[k * C + c, 8 - t]
-    else:
-        for f in range(K * C):
-            for t in range(9):
-                taps[t, f] = flat[f, t]
+    for f in range(K * C):
+        for t in range(9):
+            taps[t, f] = flat[f, t]
     out = np.empty((maps.shape[0], K * C), dtype=w.dtype)
     _combine_rows(launch, block_fn, maps, taps, out)
     return out
@@ -265,9 +257,9 @@ def _backward_chunk(ch, context):
     """One parallel item of winograd_backward: the images of chunk ch; writes
     this chunk's ∂L/∂U to dU_parts[ch], its bias gradient to db_parts[ch], and
     its images' input gradient to dx[b0:b1]."""
-    da3, a3, arg3, x, Ud, dU_parts, db_parts, dx, act, chunk, need_dx, fused = item_args(context)
+    da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, need_dx, fused = item_args(context)
     B, C, H, W = x.shape
-    n, K = Ud.shape[0], da3.shape[1]
+    n, K = U.shape[0], da3.shape[1]
     tile = 2 if n == 16 else 4
     Q = da3.shape[2]
     P = H * W
@@ -314,24 +306,20 @@ def _backward_chunk(ch, context):
     for xi in range(n):
         matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
     if need_dx:
-        # δ padded by one, times the rotated, transposed filters: the same product as forward.
-        Vd = _domain(n, K, tiles, x.dtype)
-        transform_planes(delta, b0, where, Vd, tile, False)
-        Mx = _domain(n, C, tiles, x.dtype)
+        # ∂L/∂V[ξ] = U[ξ]ᵀ·∂L/∂M[ξ], in V's place (its product is done), then back to pixels.
         for xi in range(n):
-            matmul(Ud[xi], np.bool_(False), Vd[xi, :K], np.bool_(False), Mx[xi, :C])
-        for c in range(C):
-            transform_outputs(Mx, c, dx, 0, c, where, x.dtype.type(0), tile)
+            matmul(U[xi], np.bool_(True), dM[xi, :K], np.bool_(False), V[xi, :C])
+        transform_input_gradients(V, dx, 0, where, tile)
 
 
-def winograd_backward(da, a, argmax, x, Ud, act, need_dx, chunk):
+def winograd_backward(da, a, argmax, x, U, act, need_dx, chunk):
     """(dx, dU ((m + 2)², K, C), dbias), as kernels/conv.py's conv_backward: da and a
     are the gradient and output of what winograd_forward returned (pooled, with
-    its argmax, when fused); Ud = filter_transform(w, m, transpose_flip=True).
+    its argmax, when fused); U = filter_transform(w, m), the forward pass's.
     filter_gradient(dU, m) turns dU into the weights' gradient."""
-    da, a, argmax, x, Ud = (np.ascontiguousarray(v) for v in (da, a, argmax, x, Ud))
+    da, a, argmax, x, U = (np.ascontiguousarray(v) for v in (da, a, argmax, x, U))
     return _winograd_backward(launch_address(), _backward_chunk.native.address(x.dtype),
-                              _sum_slots.native.address(x.dtype), da, a, argmax, x, Ud, act, need_dx, chunk)
+                              _sum_slots.native.address(x.dtype), da, a, argmax, x, U, act, need_dx, chunk)
 
 
 @native_item(lambda f: (c_array(f, 3), c_array(f, 2)))
@@ -364,11 +352,11 @@ def even_chunks(batch, chunk):
 
 
 @njit(cache=True, error_model="numpy")
-def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, Ud, act, need_dx, chunk):
+def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, U, act, need_dx, chunk):
     check_code(act)
     B, K = da.shape[0], da.shape[1]
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    n = Ud.shape[0]
+    n = U.shape[0]
     if B == 0:
         return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((n, K, C), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
     chunk = even_chunks(B, chunk)
@@ -381,7 +369,7 @@ def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, Ud, act, need
     db_parts = np.empty((chunks, K), dtype=x.dtype)
     dx = np.empty((B if need_dx else 0, C, H, W), dtype=x.dtype)
     parallel_for(_backward_chunk, launch, chunk_fn, chunks,
-                 (da3, a3, arg3, x, Ud, dU_parts, db_parts, dx, act, chunk, need_dx, argmax.shape[0] > 0))
+                 (da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, need_dx, argmax.shape[0] > 0))
     # Slots summed in chunk order, each domain position its own parallel item.
     dU = np.empty((n, K * C), dtype=x.dtype)
     parallel_for(_sum_slots, launch, sum_fn, n, (dU_parts.reshape((chunks, n, K * C)), dU))

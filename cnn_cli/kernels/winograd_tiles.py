@@ -12,8 +12,10 @@ import numpy as np
 from numba import njit
 
 from .runtime.tile_gather import (gather_gradient_tiles8_2, gather_gradient_tiles8_4, gather_input_tiles8_2,
-                                  gather_input_tiles8_4, scatter_output_tiles8_2, scatter_output_tiles8_4)
-from .runtime.tile_vector import (gradient_tiles8_2, gradient_tiles8_4, input_tiles8_2, input_tiles8_4,
+                                  gather_input_tiles8_4, scatter_folded_tiles8_2, scatter_folded_tiles8_4,
+                                  scatter_output_tiles8_2, scatter_output_tiles8_4)
+from .runtime.tile_vector import (adjoint_tiles8_2, adjoint_tiles8_4, folded_output_tiles8_2, folded_output_tiles8_4,
+                                  gradient_tiles8_2, gradient_tiles8_4, input_tiles8_2, input_tiles8_4,
                                   output_tiles8_2, output_tiles8_4)
 from .runtime.vector import VECTOR
 
@@ -138,3 +140,39 @@ def transform_outputs(M, k, planes, shift, channel, where, beta, tile):
             scatter_output_tiles8_2(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)
         else:
             scatter_output_tiles8_4(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)
+
+
+@njit(cache=True, error_model="numpy")
+def transform_input_gradients(D, planes, shift, where, tile):
+    """planes[b − shift, c] = ∂L/∂x of the table's images, from D[ξ, c, t] = ∂L/∂V of
+    their tiles (V = Bᵀ d B): each tile's patch gradient B (∂L/∂V) Bᵀ, made in
+    place in D, then every pixel summed from the patches that cover it (they
+    overlap by two rows and columns; padding positions are dropped)."""
+    C, H, W = planes.shape[1], planes.shape[2], planes.shape[3]
+    tiles = where.shape[1]
+    Df, step = D.reshape(D.size), D.shape[1] * tiles
+    th, tw = H // tile, W // tile
+    T = th * tw
+    for c in range(C):  # channel by channel, so its patch gradients are still in L1 when summed
+        for t0 in range(0, tiles, VECTOR):
+            if tile == 2:
+                adjoint_tiles8_2(Df, c * tiles + t0, step, min(VECTOR, tiles - t0))
+            else:
+                adjoint_tiles8_4(Df, c * tiles + t0, step, min(VECTOR, tiles - t0))
+        if tw >= VECTOR:
+            for t in range(0, tiles, T):
+                plane = planes[where[0, t] - shift, c]
+                for ty in range(th):
+                    for tx in range(0, tw, VECTOR):
+                        count = min(VECTOR, tw - tx)
+                        if tile == 2:
+                            folded_output_tiles8_2(Df, c * tiles + t, step, T, plane, 2 * ty, 2 * tx, count)
+                        else:
+                            folded_output_tiles8_4(Df, c * tiles + t, step, T, plane, 4 * ty, 4 * tx, count)
+        else:
+            for t0 in range(0, tiles, VECTOR):
+                count = min(VECTOR, tiles - t0)
+                if tile == 2:
+                    scatter_folded_tiles8_2(Df, c * tiles, step, planes, shift, c, where, t0, count)
+                else:
+                    scatter_folded_tiles8_4(Df, c * tiles, step, planes, shift, c, where, t0, count)

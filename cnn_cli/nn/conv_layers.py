@@ -67,6 +67,7 @@ class Conv2D(Layer):
         # multiplications: the side of its output tiles (4 or 2), or 0 for im2col.
         self.winograd = winograd_k.winograd_tile(spec.kernel, spec.stride, spec.padding, channels, self.out_shape[1:])
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
+        self._cache_filters = None  # U = G g Gᵀ of the Winograd forward pass, for its backward
 
     def _weight_matrix(self) -> np.ndarray:
         """The (K, C·Fh·Fw) weight matrix the GEMM kernels take."""
@@ -99,7 +100,7 @@ class Conv2D(Layer):
             filters = winograd_k.filter_transform(w2.reshape(self.spec.filters, self.in_shape[0], 3, 3), self.winograd)
             y, self._cache_argmax = winograd_k.winograd_forward(x, filters, self.params["bias"], self.act,
                                                                 self.winograd_chunk(False), pool)
-            self._cache_x, self._cache_y, self._cache_w2 = x, y, w2
+            self._cache_x, self._cache_y, self._cache_w2, self._cache_filters = x, y, w2, filters
             return y
         kept_bytes = x.shape[0] * w2.shape[1] * self.out_shape[1] * self.out_shape[2] * self.dtype.itemsize
         keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
@@ -130,9 +131,9 @@ class Conv2D(Layer):
     def _winograd_backward(self, dy):
         """(dx, dw (K, C·9), dbias) through the Winograd kernels."""
         K, C = self.spec.filters, self.in_shape[0]
-        flipped = winograd_k.filter_transform(self._cache_w2.reshape(K, C, 3, 3), self.winograd, transpose_flip=True)
-        dx, d_filters, db = winograd_k.winograd_backward(dy, self._cache_y, self._cache_argmax, self._cache_x, flipped,
-                                                         self.act, self.need_dx, self.winograd_chunk(True))
+        dx, d_filters, db = winograd_k.winograd_backward(dy, self._cache_y, self._cache_argmax, self._cache_x,
+                                                         self._cache_filters, self.act, self.need_dx,
+                                                         self.winograd_chunk(True))
         return dx, winograd_k.filter_gradient(d_filters, self.winograd).reshape(K, C * 9), db
 
     def backward2(self, d2y, curv: dict):

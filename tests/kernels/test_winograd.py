@@ -128,16 +128,32 @@ def test_same_bits_on_one_and_two_threads():
 
 @pytest.mark.parametrize("tile", [2, 4])
 def test_filter_gradient_is_the_adjoint_of_the_filter_transform(tile):
-    """<G g Gᵀ, u> = <g, Gᵀ u G>, and the input gradient's filters are the forward
-    filters rotated by 180° and transposed."""
+    """<G g Gᵀ, u> = <g, Gᵀ u G>."""
     rng = np.random.default_rng(8)
     g = rng.standard_normal((5, 4, 3, 3))
     u = rng.standard_normal(((tile + 2) ** 2, 5, 4))
     forward = wg.filter_transform(g, tile)
     assert np.isclose(np.sum(forward * u), np.sum(g * wg.filter_gradient(u, tile)), rtol=1e-13)
-    rotated = np.ascontiguousarray(g[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    np.testing.assert_allclose(wg.filter_transform(g, tile, transpose_flip=True), wg.filter_transform(rotated, tile),
-                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("tile, h, w", [(4, 32, 36), (4, 8, 8), (4, 16, 4), (2, 6, 20), (2, 36, 2)])
+def test_input_gradient_transform_is_the_adjoint_of_the_input_transform(tile, h, w):
+    """<Bᵀ d B of every tile's patch, D> = <x, the input gradients made from D>, on maps
+    of 8 or more tiles a row (row by row) and fewer (gathered), with partial groups."""
+    from cnn_cli.kernels.winograd_tiles import tile_table, transform_input_gradients, transform_planes
+
+    rng = np.random.default_rng(tile * h + w)
+    images, channels, n = 3, 2, (tile + 2) ** 2
+    x = rng.standard_normal((images, channels, h, w))
+    where = tile_table(0, images, h, w, tile)
+    V = wg._domain(n, channels, where.shape[1], np.float64)
+    transform_planes(x, 0, where, V, tile, False)
+    D = wg._domain(n, channels, where.shape[1], np.float64)
+    D[:] = rng.standard_normal(D.shape)
+    forward = np.sum(V[:, :channels] * D[:, :channels])
+    dx = np.full_like(x, np.nan)  # every pixel must be written
+    transform_input_gradients(D, dx, 0, where, tile)
+    assert np.isclose(forward, np.sum(x * dx), rtol=1e-12)
 
 
 @pytest.mark.parametrize("kernel, stride, padding, channels, out_hw, expected", [

@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile_vector import AT, BT, A, _Lanes, sandwich
+from .tile_vector import AT, BT, A, _Lanes, fold, neighbour_loader, sandwich
 from .vector import VECTOR, splat
 
 _I64 = ir.IntType(64)
@@ -188,6 +188,53 @@ def _gather_gradient_tiles8(tile):
     return gather_gradient_tiles8
 
 
+def _scatter_folded_tiles8(tile):
+    @intrinsic
+    def scatter_folded_tiles8(typingctx, y, base, step, planes, shift, channel, where, t0, count):
+        """The input gradient of the chunk's tiles t0 … t0 + count − 1 of one
+        channel: the m×m pixels each owns, summed by fold() from the patch
+        gradients Y = B X Bᵀ (tile_vector.adjoint_tiles8) of the tile and its
+        neighbours in the same image, Y's row ξ of tile t at y[base + ξ·step + t];
+        scattered into the planes."""
+        if not _ok(planes, shift, channel, where, t0, y, (base, step, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            tiles = _Tiles(context, builder, signature, args, 3, 4, 5, 6, 7, 8)
+            base_v, step_v, t0_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2, 7))
+            m = ir.Constant(_I64, tile)
+            tw, th = b.sdiv(tiles.width, m), b.sdiv(tiles.height, m)
+            limit = cgutils.unpack_tuple(b, cgutils.create_struct_proxy(signature.args[6])(
+                context, builder, value=args[6]).shape, 2)[1]
+            one, zero = ir.Constant(_LONGS, [1] * VECTOR), ir.Constant(_LONGS, [0] * VECTOR)
+            ok = {("row", -1): b.icmp_signed(">=", tiles.tile_row, one),
+                  ("row", 1): b.icmp_signed("<", b.add(tiles.tile_row, one), splat(b, th, _LONGS)),
+                  ("col", -1): b.icmp_signed(">=", tiles.tile_col, one),
+                  ("col", 1): b.icmp_signed("<", b.add(tiles.tile_col, one), splat(b, tw, _LONGS))}
+            everywhere = b.icmp_signed(">=", zero, zero)
+
+            def valid(dy, dx):
+                return b.and_(ok.get(("row", dy), everywhere), ok.get(("col", dx), everywhere))
+
+            def first(dy, dx):
+                return b.add(t0_v, b.add(b.mul(ir.Constant(_I64, dy), tw), ir.Constant(_I64, dx)))
+
+            pixels = fold(b, tile, neighbour_loader(tiles.lanes, tile, signature.args[0], args[0], base_v, step_v,
+                                                    first, limit, valid))
+            top, left = tiles.rows_cols(tile, 0)
+            for r in range(tile):
+                row = b.add(top, ir.Constant(_LONGS, [r] * VECTOR))
+                for s, value in enumerate(pixels[r]):
+                    tiles.scatter(value, row, b.add(left, ir.Constant(_LONGS, [s] * VECTOR)))
+            return context.get_dummy_value()
+
+        return types.none(y, base, step, planes, shift, channel, where, t0, count), codegen
+
+    return scatter_folded_tiles8
+
+
 gather_input_tiles8_2, gather_input_tiles8_4 = _gather_input_tiles8(2), _gather_input_tiles8(4)
 scatter_output_tiles8_2, scatter_output_tiles8_4 = _scatter_output_tiles8(2), _scatter_output_tiles8(4)
 gather_gradient_tiles8_2, gather_gradient_tiles8_4 = _gather_gradient_tiles8(2), _gather_gradient_tiles8(4)
+scatter_folded_tiles8_2, scatter_folded_tiles8_4 = _scatter_folded_tiles8(2), _scatter_folded_tiles8(4)

@@ -35,6 +35,7 @@ BT = {2: ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1)),
 AT = {2: ((1, 1, 1, 0), (0, 1, -1, -1)),
       4: ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))}
 A = {m: tuple(zip(*rows)) for m, rows in AT.items()}
+B = {m: tuple(zip(*rows)) for m, rows in BT.items()}
 
 
 class _Lanes:
@@ -132,6 +133,45 @@ def sandwich(b, matrix, grid):
     columns first, then along the rows. Returns the rows of the result."""
     down = [_apply(b, matrix, [row[c] for row in grid]) for c in range(len(grid[0]))]
     return [_apply(b, matrix, [column[i] for column in down]) for i in range(len(matrix))]
+
+
+def fold(b, tile, neighbour):
+    """The m×m input-gradient pixels a tile owns (its output tile's positions), rows
+    of m vectors: the sum, over the tile and its eight neighbours (dy, dx), of
+    their patch gradients Y = B X Bᵀ at the patch positions that land on each
+    pixel. Patches overlap by two rows and columns; neighbour(dy, dx, i, j)
+    gives Y[i][j] of the neighbour, zero where there is none. Each value is
+    used once, the tile's own first."""
+    n = tile + 2
+    rows = []
+    for r in range(tile):
+        row = []
+        for s in range(tile):
+            total = None
+            for dy, dx in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1)):
+                i, j = r + 1 - tile * dy, s + 1 - tile * dx
+                if 0 <= i < n and 0 <= j < n:
+                    value = neighbour(dy, dx, i, j)
+                    total = value if total is None else b.fadd(total, value)
+            row.append(total)
+        rows.append(row)
+    return rows
+
+
+def neighbour_loader(lanes, tile, array_type, array, base, step, first, limit, valid):
+    """neighbour(dy, dx, i, j) for fold(), from a flat Winograd-domain array holding
+    Y: row ξ = i·(m + 2) + j of tile t at array[base + ξ·step + t]; the lanes'
+    neighbours (dy, dx) are tiles first(dy, dx) + l. Lanes outside [0, limit)
+    or where valid(dy, dx) (an i1 vector) is unset read zero."""
+    b, n = lanes.b, tile + 2
+    zero = ir.Constant(lanes.narrow, None)
+
+    def neighbour(dy, dx, i, j):
+        row = lanes.at(array_type, array, b.add(base, b.mul(step, ir.Constant(step.type, i * n + j))))
+        value = lanes.load(lanes.narrow, row, first(dy, dx), limit)
+        return value if (dy, dx) == (0, 0) else b.select(valid(dy, dx), value, zero)
+
+    return neighbour
 
 
 def _arrays(*arrays, ndims):
@@ -251,6 +291,84 @@ def _gradient_tiles8(tile):
     return gradient_tiles8
 
 
+def _adjoint_tiles8(tile):
+    @intrinsic
+    def adjoint_tiles8(typingctx, d, base, step, count):
+        """B X Bᵀ in place for tiles base … base + count − 1 of a flat Winograd-domain
+        array, X's row ξ at d[base + ξ·step + l]: the gradient with respect to
+        the tiles' input patches of the gradient X with respect to V = Bᵀ d B."""
+        if not (_arrays(d, ndims=(1,)) and _integers(base, step, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            base_v, step_v, count_v = _ints(context, builder, signature, args, (1, 2, 3))
+            lanes = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype))
+            n = tile + 2
+            rows = lanes.domain_rows(signature.args[0], args[0], base_v, step_v, n * n)
+            zero = ir.Constant(base_v.type, 0)
+            grid = [lanes.load(lanes.narrow, row, zero, count_v) for row in rows]
+            out = [v for row in sandwich(b, B[tile], [grid[n * i:n * (i + 1)] for i in range(n)]) for v in row]
+            for value, target in zip(out, rows):
+                lanes.store(value, target, count_v)
+            return context.get_dummy_value()
+
+        return types.none(d, base, step, count), codegen
+
+    return adjoint_tiles8
+
+
+def _folded_output_tiles8(tile):
+    @intrinsic
+    def folded_output_tiles8(typingctx, y, base, step, limit, plane, top, col, count):
+        """The input gradient of tiles tx0 … tx0 + count − 1 of one tile row of an
+        image: the m×m pixels each owns, rows top … top + m − 1 (top = m·ty),
+        columns from col = m·tx0, summed by fold() from the patch gradients
+        Y = B X Bᵀ (adjoint_tiles8) of the image's tiles t = ty·tw + tx, Y's row
+        ξ at y[base + ξ·step + t] for t < limit."""
+        if not (_arrays(y, plane, ndims=(1, 2)) and _integers(base, step, limit, top, col, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            base_v, step_v, limit_v, top_v, col_v, count_v = _ints(context, builder, signature, args,
+                                                                    (1, 2, 3, 5, 6, 7))
+            lanes = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype))
+            height, width = cgutils.unpack_tuple(b, cgutils.create_struct_proxy(signature.args[4])(
+                context, builder, value=args[4]).shape, 2)
+            m = ir.Constant(width.type, tile)
+            tw, th = b.sdiv(width, m), b.sdiv(height, m)
+            ty, tx0 = b.sdiv(top_v, m), b.sdiv(col_v, m)
+            ints = ir.VectorType(width.type, VECTOR)
+            tx = b.add(splat(b, tx0, ints), ir.Constant(ints, list(range(VECTOR))))
+            one = ir.Constant(width.type, 1)
+            row_ok = {-1: b.icmp_signed(">=", ty, one), 0: ir.Constant(ir.IntType(1), 1),
+                      1: b.icmp_signed("<", b.add(ty, one), th)}
+            col_ok = {-1: b.icmp_signed(">=", tx, splat(b, one, ints)),
+                      0: ir.Constant(ir.VectorType(ir.IntType(1), VECTOR), [1] * VECTOR),
+                      1: b.icmp_signed("<", b.add(tx, splat(b, one, ints)), splat(b, tw, ints))}
+
+            def valid(dy, dx):
+                return b.and_(col_ok[dx], splat(b, row_ok[dy], col_ok[0].type))
+
+            def first(dy, dx):
+                return b.add(b.mul(b.add(ty, ir.Constant(ty.type, dy)), tw), b.add(tx0, ir.Constant(tx0.type, dx)))
+
+            pixels = fold(b, tile, neighbour_loader(lanes, tile, signature.args[0], args[0], base_v, step_v, first,
+                                                    limit_v, valid))
+            for r in range(tile):
+                start = b.add(b.mul(b.add(top_v, ir.Constant(top_v.type, r)), width), col_v)
+                lanes.store(lanes.interleave(pixels[r]), lanes.at(signature.args[4], args[4], start),
+                            b.mul(count_v, ir.Constant(count_v.type, tile)))
+            return context.get_dummy_value()
+
+        return types.none(y, base, step, limit, plane, top, col, count), codegen
+
+    return folded_output_tiles8
+
+
 input_tiles8_2, input_tiles8_4 = _input_tiles8(2), _input_tiles8(4)
 output_tiles8_2, output_tiles8_4 = _output_tiles8(2), _output_tiles8(4)
 gradient_tiles8_2, gradient_tiles8_4 = _gradient_tiles8(2), _gradient_tiles8(4)
+adjoint_tiles8_2, adjoint_tiles8_4 = _adjoint_tiles8(2), _adjoint_tiles8(4)
+folded_output_tiles8_2, folded_output_tiles8_4 = _folded_output_tiles8(2), _folded_output_tiles8(4)
