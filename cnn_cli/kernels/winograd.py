@@ -34,6 +34,7 @@ from .activations import activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
+from .runtime.small_gemm import small_matmul
 from .winograd_tiles import tile_table, transform_input_gradients, transform_outputs, transform_planes
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
@@ -196,8 +197,10 @@ def _forward_chunk(ch, context):
     V = _domain(n, C, tiles, x.dtype)
     transform_planes(x, 0, where, V, tile, False)
     M = _domain(n, K, tiles, x.dtype)
-    for xi in range(n):
-        matmul(U[xi], np.bool_(False), V[xi, :C], np.bool_(False), M[xi, :K])
+    Uf, Vf, Mf = U.reshape(U.size), V.reshape(V.size), M.reshape(M.size)
+    for xi in range(n):  # M[ξ] = U[ξ]·V[ξ]
+        small_matmul(Uf, xi * K * C, C, 1, Vf, xi * V.shape[1] * tiles, tiles, Mf, xi * M.shape[1] * tiles, tiles,
+                     K, tiles, C)
     # Map k of the chunk's images, then its activation (and pooling, into a scratch copy of a).
     scratch = np.empty((b1 - b0 if fused else 0, 1, H, W), dtype=x.dtype)
     for k in range(K):
@@ -307,8 +310,10 @@ def _backward_chunk(ch, context):
         matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
     if need_dx:
         # ∂L/∂V[ξ] = U[ξ]ᵀ·∂L/∂M[ξ], in V's place (its product is done), then back to pixels.
+        Uf, dMf, Vf = U.reshape(U.size), dM.reshape(dM.size), V.reshape(V.size)
         for xi in range(n):
-            matmul(U[xi], np.bool_(True), dM[xi, :K], np.bool_(False), V[xi, :C])
+            small_matmul(Uf, xi * K * C, 1, C, dMf, xi * dM.shape[1] * tiles, tiles, Vf, xi * V.shape[1] * tiles,
+                         tiles, C, tiles, K)
         transform_input_gradients(V, dx, 0, where, tile)
 
 
