@@ -49,6 +49,10 @@ CHUNK_BYTES = 1 << 20
 # 4 tiles of 4×4, so the CIFAR-10 network's last block takes 16 images a chunk.
 MIN_CHUNK_TILES = 64
 
+# The backward pass cuts a batch into at least this many chunks where it can:
+# with two, one per core, a core that starts late holds up the whole layer.
+MIN_BACKWARD_CHUNKS = 4
+
 # Below this many input channels the products are too thin (conv1 on RGB
 # input has 3) and the transforms cost more than they save: im2col stays.
 MIN_CHANNELS = 8
@@ -364,7 +368,7 @@ def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, U, act, need_
     n = U.shape[0]
     if B == 0:
         return np.zeros((0, C, H, W), dtype=x.dtype), np.zeros((n, K, C), dtype=x.dtype), np.zeros(K, dtype=x.dtype)
-    chunk = even_chunks(B, chunk)
+    chunk = even_chunks(B, min(chunk, max(1, B // MIN_BACKWARD_CHUNKS)))
     Q = da.shape[2] * da.shape[3]
     da3 = da.reshape((B, K, Q))
     a3 = a.reshape((B, K, Q))
