@@ -274,35 +274,25 @@ def _backward_chunk(ch, context):
     b0 = ch * chunk
     b1 = min(B, b0 + chunk)
     tiles = (b1 - b0) * T
-    # δ = ∂L/∂a·f'(a), routed to each pooling window's maximum when fused.
-    delta = np.zeros((b1 - b0, K, H, W), dtype=x.dtype)
-    routed = np.empty(Q, dtype=x.dtype)
-    for b in range(b0, b1):
-        for k in range(K):
-            plane = delta[b - b0, k].reshape(P)
-            if fused:
-                delta_span(da3[b, k], a3[b, k], routed, np.int64(0), Q, act)
-                arow = arg3[b, k]
-                for q in range(Q):
-                    plane[uint64(arow[q])] = routed[q]
-            else:
-                delta_span(da3[b, k], a3[b, k], plane, np.int64(0), P, act)
-    # Bias-gradient sums: rows added element-wise into one W-long row (vectorises;
-    # a single running sum would wait on each addition in turn), then that row in order.
-    db_part = db_parts[ch]
-    acc = np.empty(W, dtype=x.dtype)
-    for k in range(K):
-        for j in range(W):
-            acc[j] = 0
-        for b in range(b1 - b0):
-            for r in range(H):
-                row = delta[b, k, r]
-                for j in range(W):
-                    acc[uint64(j)] += row[uint64(j)]
-        total = x.dtype.type(0)
-        for j in range(W):
-            total += acc[j]
-        db_part[k] = total
+    # δ = ∂L/∂a·f'(a) over the chunk's images in one span, routed to each pooling
+    # window's maximum when fused (the chunk's rows of da3, a3, arg3 are contiguous).
+    span = (b1 - b0) * K * Q
+    first = b0 * K * Q
+    da_flat, a_flat = da3.reshape(da3.size)[first:first + span], a3.reshape(a3.size)[first:first + span]
+    if fused:
+        delta = np.zeros((b1 - b0, K, H, W), dtype=x.dtype)
+        routed = np.empty(span, dtype=x.dtype)
+        delta_span(da_flat, a_flat, routed, np.int64(0), span, act)
+        arg_flat = arg3.reshape(arg3.size)[first:first + span]
+        planes = delta.reshape((b1 - b0) * K, P)
+        for i in range((b1 - b0) * K):
+            plane, at = planes[i], i * Q
+            for q in range(Q):
+                plane[uint64(arg_flat[at + q])] = routed[at + q]
+    else:
+        delta = np.empty((b1 - b0, K, H, W), dtype=x.dtype)
+        delta_span(da_flat, a_flat, delta.reshape(span), np.int64(0), span, act)
+    _bias_gradient(delta, db_parts[ch])
     # ∂L/∂U[ξ] = Σ_tiles (A δ Aᵀ)[ξ] · V[ξ]ᵀ
     where = tile_table(b0, b1, H, W, tile)
     dM = _domain(n, K, tiles, x.dtype)
@@ -319,6 +309,34 @@ def _backward_chunk(ch, context):
             small_matmul(Uf, xi * K * C, 1, C, dMf, xi * dM.shape[1] * tiles, tiles, Vf, xi * V.shape[1] * tiles,
                          tiles, C, tiles, K)
         transform_input_gradients(V, dx, 0, where, tile)
+
+
+# Lanes of the bias gradient's running sums: planes are added element-wise into
+# this many sums (independent additions, in vectors), which are added in order last.
+BIAS_LANES = 64
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_gradient(delta, out):
+    """out[k] = Σ over the chunk's images and pixels of δ[b, k], in a fixed order:
+    each plane folded into BIAS_LANES running sums, image after image, then those in order."""
+    n, K, P = delta.shape[0], delta.shape[1], delta.shape[2] * delta.shape[3]
+    lanes = min(P, BIAS_LANES)
+    acc = np.empty(lanes, dtype=delta.dtype)
+    planes = delta.reshape(n, K, P)
+    for k in range(K):
+        for j in range(lanes):
+            acc[j] = 0
+        for b in range(n):
+            plane = planes[b, k]
+            for start in range(0, P, lanes):
+                stop = min(P, start + lanes)
+                for j in range(stop - start):
+                    acc[uint64(j)] += plane[uint64(start + j)]
+        total = delta.dtype.type(0)
+        for j in range(lanes):
+            total += acc[j]
+        out[k] = total
 
 
 def winograd_backward(da, a, argmax, x, U, act, need_dx, chunk):
