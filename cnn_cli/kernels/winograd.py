@@ -35,7 +35,9 @@ from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 from .runtime.small_gemm import small_matmul
-from .winograd_tiles import tile_table, transform_input_gradients, transform_outputs, transform_planes
+from .runtime.vector import VECTOR
+from .winograd_tiles import (tile_table, transform_input_gradients, transform_outputs, transform_planes,
+                             transform_planes_by_tile)
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -297,14 +299,23 @@ def _backward_chunk(ch, context):
     where = tile_table(b0, b1, H, W, tile)
     dM = _domain(n, K, tiles, x.dtype)
     transform_planes(delta, b0, where, dM, tile, True)
-    V = _domain(n, C, tiles, x.dtype)
-    transform_planes(x, 0, where, V, tile, False)
+    dMf = dM.reshape(dM.size)
     dU_part = dU_parts[ch]
-    for xi in range(n):
-        matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
+    V = _domain(n, C, tiles, x.dtype)
+    if W // tile >= VECTOR:  # V as in forward, row by row; BLAS reads it transposed
+        transform_planes(x, 0, where, V, tile, False)
+        for xi in range(n):
+            matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
+    else:  # gathered anyway: eight channels of a tile a call give Vᵀ, rows the product reads in place
+        Vt = _domain(n, tiles, C, x.dtype)
+        transform_planes_by_tile(x, 0, where, Vt, tile)
+        Vtf, dUf = Vt.reshape(Vt.size), dU_part.reshape(dU_part.size)
+        for xi in range(n):
+            small_matmul(dMf, xi * dM.shape[1] * tiles, tiles, 1, Vtf, xi * Vt.shape[1] * C, C, dUf, xi * K * C, C,
+                         K, C, tiles)
     if need_dx:
-        # ∂L/∂V[ξ] = U[ξ]ᵀ·∂L/∂M[ξ], in V's place (its product is done), then back to pixels.
-        Uf, dMf, Vf = U.reshape(U.size), dM.reshape(dM.size), V.reshape(V.size)
+        # ∂L/∂V[ξ] = U[ξ]ᵀ·∂L/∂M[ξ] (into V's array), then back to pixels.
+        Uf, Vf = U.reshape(U.size), V.reshape(V.size)
         for xi in range(n):
             small_matmul(Uf, xi * K * C, 1, C, dMf, xi * dM.shape[1] * tiles, tiles, Vf, xi * V.shape[1] * tiles,
                          tiles, C, tiles, K)

@@ -11,7 +11,8 @@ vectoriser, and every transform reads or writes rows at a stride of `tile`.
 import numpy as np
 from numba import njit
 
-from .runtime.tile_gather import (gather_gradient_tiles8_2, gather_gradient_tiles8_4, gather_input_tiles8_2,
+from .runtime.tile_gather import (gather_gradient_tiles8_2, gather_gradient_tiles8_4, gather_input_channels8_2,
+                                  gather_input_channels8_4, gather_input_tiles8_2,
                                   gather_input_tiles8_4, scatter_folded_tiles8_2, scatter_folded_tiles8_4,
                                   scatter_output_tiles8_2, scatter_output_tiles8_4)
 from .runtime.tile_vector import (adjoint_tiles8_2, adjoint_tiles8_4, folded_output_tiles8_2, folded_output_tiles8_4,
@@ -118,6 +119,24 @@ def transform_planes(planes, shift, where, D, tile, gradient):
                 gather_input_tiles8_2(planes, shift, c, where, t0, Df, at, step, count)
             else:
                 gather_input_tiles8_4(planes, shift, c, where, t0, Df, at, step, count)
+
+
+@njit(cache=True, error_model="numpy")
+def transform_planes_by_tile(planes, shift, where, Dt, tile):
+    """Dt[ξ, t, c] = Bᵀ d B of tile t's input patch in channel c: transform_planes's
+    V with each matrix transposed (tiles by channels), eight channels of one
+    tile a call (gathered from eight planes)."""
+    C = planes.shape[1]
+    tiles = where.shape[1]
+    Df, step = Dt.reshape(Dt.size), Dt.shape[1] * C
+    for t in range(tiles):
+        b, top, left = where[0, t] - shift, tile * where[1, t] - 1, tile * where[2, t] - 1
+        for c0 in range(0, C, VECTOR):
+            count = min(VECTOR, C - c0)
+            if tile == 2:
+                gather_input_channels8_2(planes, b, top, left, c0, Df, t * C + c0, step, count)
+            else:
+                gather_input_channels8_4(planes, b, top, left, c0, Df, t * C + c0, step, count)
 
 
 @njit(cache=True, error_model="numpy")

@@ -156,6 +156,25 @@ def test_input_gradient_transform_is_the_adjoint_of_the_input_transform(tile, h,
     assert np.isclose(forward, np.sum(x * dx), rtol=1e-12)
 
 
+@pytest.mark.parametrize("tile, channels, h, w", [(4, 20, 16, 16), (4, 64, 8, 8), (2, 5, 6, 10), (4, 3, 4, 4)])
+def test_tiles_by_channels_is_the_transposed_input_transform(tile, channels, h, w):
+    """transform_planes_by_tile (eight channels of a tile a call, for the weight
+    gradient's product) gives transform_planes's matrices transposed, bit for bit,
+    a last group of fewer than eight channels included."""
+    from cnn_cli.kernels.winograd_tiles import tile_table, transform_planes, transform_planes_by_tile
+
+    rng = np.random.default_rng(channels * h)
+    x = rng.standard_normal((3, channels, h, w))
+    where = tile_table(1, 3, h, w, tile)  # images 1 and 2 of the planes
+    n, tiles = (tile + 2) ** 2, where.shape[1]
+    V = wg._domain(n, channels, tiles, np.float64)
+    transform_planes(x, 0, where, V, tile, False)
+    Vt = wg._domain(n, tiles, channels, np.float64)
+    Vt[:] = np.nan
+    transform_planes_by_tile(x, 0, where, Vt, tile)
+    np.testing.assert_array_equal(Vt[:, :tiles], V[:, :channels].transpose(0, 2, 1))
+
+
 @pytest.mark.parametrize("kernel, stride, padding, channels, out_hw, expected", [
     ((3, 3), (1, 1), SAME, 8, (32, 32), 4),
     ((3, 3), (1, 1), SAME, 8, (14, 28), 2),         # 14 is even, not a multiple of 4

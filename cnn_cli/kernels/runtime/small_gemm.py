@@ -52,11 +52,11 @@ def _fma(builder, a, b, c):
                         [a, b, c])
 
 
-def _gemm_block(rows):
+def _gemm_block(rows, vectors=VECTORS):
     @intrinsic
     def gemm_block(typingctx, a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count):
         """c[r, j] = Σ_{k < depth} a[r, k]·b[k, j] for r < rows and j < count, count
-        at most VECTORS vectors (see the module's docstring for the addressing)."""
+        at most `vectors` vectors (see the module's docstring for the addressing)."""
         arrays = (a, b, c)
         if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays)
                 and isinstance(a.dtype, types.Float) and a.dtype == b.dtype == c.dtype
@@ -76,8 +76,8 @@ def _gemm_block(rows):
             # mask[q]: lanes of vector q below count (only the last block of a row is partial)
             index = ir.VectorType(i64, lanes)
             masks = [bld.icmp_signed("<", ir.Constant(index, [q * lanes + l for l in range(lanes)]),
-                                     splat(bld, count_v, index)) for q in range(VECTORS)]
-            acc = [[cgutils.alloca_once_value(bld, zero) for _ in range(VECTORS)] for _ in range(rows)]
+                                     splat(bld, count_v, index)) for q in range(vectors)]
+            acc = [[cgutils.alloca_once_value(bld, zero) for _ in range(vectors)] for _ in range(rows)]
 
             def a_value(r, k):
                 at = bld.add(a_at_v, bld.add(bld.mul(ir.Constant(i64, r), a_row_v), bld.mul(k, a_col_v)))
@@ -92,20 +92,20 @@ def _gemm_block(rows):
             def inner_loop(masked):
                 with cgutils.for_range(bld, depth_v) as loop:
                     k = loop.index
-                    row = [b_vector(k, q, masked) for q in range(VECTORS)]
+                    row = [b_vector(k, q, masked) for q in range(vectors)]
                     for r in range(rows):
                         factor = a_value(r, k)
-                        for q in range(VECTORS):
+                        for q in range(vectors):
                             bld.store(_fma(bld, factor, row[q], bld.load(acc[r][q])), acc[r][q])
 
-            full = bld.icmp_signed(">=", count_v, ir.Constant(i64, VECTORS * lanes))
+            full = bld.icmp_signed(">=", count_v, ir.Constant(i64, vectors * lanes))
             with bld.if_else(full) as (whole, part):
                 with whole:
                     inner_loop(False)
                 with part:
                     inner_loop(True)
             for r in range(rows):
-                for q in range(VECTORS):
+                for q in range(vectors):
                     at = bld.add(bld.add(c_at_v, bld.mul(ir.Constant(i64, r), c_row_v)), ir.Constant(i64, q * lanes))
                     pointer = bld.bitcast(_element_pointer(context, bld, signature.args[7], args[7], at),
                                           vector.as_pointer())
@@ -123,20 +123,36 @@ def _gemm_block(rows):
 
 
 gemm_rows, gemm_row = _gemm_block(ROWS), _gemm_block(1)
+# Half-width blocks for the last columns when they fill no more than half a block
+# (32 columns of a 64-wide block: masked loads would waste half of every multiply).
+HALF = max(1, VECTORS // 2)
+gemm_rows_half, gemm_row_half = _gemm_block(ROWS, HALF), _gemm_block(1, HALF)
 
 
 @njit(cache=True, error_model="numpy")
 def small_matmul(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, rows, columns, depth):
     """c = a·b for (rows, depth)·(depth, columns) on flat arrays (module docstring):
-    column blocks of VECTORS vectors, each with every row of a in turn, so the
-    block of b stays in L1."""
-    block = VECTORS * (VECTOR_BYTES // c.itemsize)
-    for j in range(0, columns, block):
+    column blocks of VECTORS vectors (the last one half as wide when that is
+    enough), each with every row of a in turn, so the block of b stays in L1."""
+    lanes = VECTOR_BYTES // c.itemsize
+    block, half = VECTORS * lanes, HALF * lanes
+    j = 0
+    while j < columns:
         count = min(block, columns - j)
+        narrow = count <= half
         r = 0
         while r + ROWS <= rows:
-            gemm_rows(a, a_at + r * a_row, a_row, a_col, b, b_at + j, b_row, c, c_at + r * c_row + j, c_row, depth, count)
+            at_a, at_c = a_at + r * a_row, c_at + r * c_row + j
+            if narrow:
+                gemm_rows_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+            else:
+                gemm_rows(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
             r += ROWS
         while r < rows:
-            gemm_row(a, a_at + r * a_row, a_row, a_col, b, b_at + j, b_row, c, c_at + r * c_row + j, c_row, depth, count)
+            at_a, at_c = a_at + r * a_row, c_at + r * c_row + j
+            if narrow:
+                gemm_row_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+            else:
+                gemm_row(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
             r += 1
+        j += count

@@ -188,6 +188,62 @@ def _gather_gradient_tiles8(tile):
     return gather_gradient_tiles8
 
 
+def _gather_input_channels8(tile):
+    @intrinsic
+    def gather_input_channels8(typingctx, planes, image, top, left, c0, vt, base, step, count):
+        """Bᵀ d B of one tile of image `image` of the planes, for channels c0 … c0 +
+        count − 1 (count ≤ 8): lane l is channel c0 + l, the patch's rows from
+        `top` (= m·ty − 1), columns from `left` (= m·tx − 1), zero outside the
+        plane. Writes vt[base + ξ·step + l]: the Winograd domain with tiles by
+        channels (rows of channels), the layout the weight gradient's product reads."""
+        if not (isinstance(planes, types.Array) and planes.ndim == 4 and planes.layout == "C"
+                and isinstance(planes.dtype, types.Float) and isinstance(vt, types.Array) and vt.ndim == 1
+                and vt.layout == "C" and vt.dtype == planes.dtype
+                and all(isinstance(v, types.Integer) for v in (image, top, left, c0, base, step, count))):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            image_v, top_v, left_v, c0_v, base_v, step_v, count_v = (
+                context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2, 3, 4, 6, 7, 8))
+            lanes = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype))
+            proxy = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
+            _, channels, height, width = cgutils.unpack_tuple(b, proxy.shape, 4)
+            area = b.mul(height, width)
+            first_plane = b.add(b.mul(image_v, channels), c0_v)
+            plane_starts = b.mul(b.add(splat(b, first_plane, _LONGS), ir.Constant(_LONGS, list(range(VECTOR)))),
+                                 splat(b, area, _LONGS))
+            itemsize = ir.Constant(_LONGS, [context.get_abi_sizeof(lanes.narrow.element)] * VECTOR)
+            origin = splat(b, b.ptrtoint(proxy.data, _I64), _LONGS)
+            live = b.icmp_signed("<", ir.Constant(_LONGS, list(range(VECTOR))), splat(b, count_v, _LONGS))
+            zero = ir.Constant(_I64, 0)
+            n = tile + 2
+            patch = []
+            for i in range(n):
+                row = b.add(top_v, ir.Constant(_I64, i))
+                row_ok = b.and_(b.icmp_signed(">=", row, zero), b.icmp_signed("<", row, height))
+                values = []
+                for j in range(n):
+                    col = b.add(left_v, ir.Constant(_I64, j))
+                    ok = b.and_(row_ok, b.and_(b.icmp_signed(">=", col, zero), b.icmp_signed("<", col, width)))
+                    offset = splat(b, b.add(b.mul(row, width), col), _LONGS)
+                    pointers = b.inttoptr(b.add(origin, b.mul(b.add(plane_starts, offset), itemsize)),
+                                          ir.VectorType(proxy.data.type, VECTOR))
+                    mask = b.and_(live, splat(b, ok, live.type))
+                    values.append(_call(b, f"llvm.masked.gather.{_suffix(lanes.narrow)}.v{VECTOR}p0", lanes.narrow,
+                                         [pointers, ir.Constant(ir.IntType(32), 4), mask,
+                                          ir.Constant(lanes.narrow, None)]))
+                patch.append(values)
+            out = [v for row in sandwich(b, BT[tile], patch) for v in row]  # Bᵀ·d·B
+            for value, target in zip(out, lanes.domain_rows(signature.args[5], args[5], base_v, step_v, len(out))):
+                lanes.store(value, target, count_v)
+            return context.get_dummy_value()
+
+        return types.none(planes, image, top, left, c0, vt, base, step, count), codegen
+
+    return gather_input_channels8
+
+
 def _scatter_folded_tiles8(tile):
     @intrinsic
     def scatter_folded_tiles8(typingctx, y, base, step, planes, shift, channel, where, t0, count):
@@ -238,3 +294,4 @@ gather_input_tiles8_2, gather_input_tiles8_4 = _gather_input_tiles8(2), _gather_
 scatter_output_tiles8_2, scatter_output_tiles8_4 = _scatter_output_tiles8(2), _scatter_output_tiles8(4)
 gather_gradient_tiles8_2, gather_gradient_tiles8_4 = _gather_gradient_tiles8(2), _gather_gradient_tiles8(4)
 scatter_folded_tiles8_2, scatter_folded_tiles8_4 = _scatter_folded_tiles8(2), _scatter_folded_tiles8(4)
+gather_input_channels8_2, gather_input_channels8_4 = _gather_input_channels8(2), _gather_input_channels8(4)
