@@ -30,14 +30,14 @@ Map sides are multiples of the tile here (winograd_tile says which tile).
 import numpy as np
 from numba import njit, types, uint64
 
-from .activations import activate_span, check_code, delta_span
+from .activations import IDENTITY, RELU, activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 from .runtime.small_gemm import small_matmul
 from .runtime.vector import VECTOR
 from .winograd_tiles import (tile_table, transform_input_gradients, transform_outputs, transform_planes,
-                             transform_planes_by_tile)
+                             transform_planes_by_tile, transform_pooled_outputs)
 
 use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 
@@ -207,13 +207,22 @@ def _forward_chunk(ch, context):
     for xi in range(n):  # M[ξ] = U[ξ]·V[ξ]
         small_matmul(Uf, xi * K * C, C, 1, Vf, xi * V.shape[1] * tiles, tiles, Mf, xi * M.shape[1] * tiles, tiles,
                      K, tiles, C)
-    # Map k of the chunk's images, then its activation (and pooling, into a scratch copy of a).
+    # Map k of the chunk's images: relu and the identity inside the output transform,
+    # with the pooling too when fused; other activations (and pooling, from a
+    # scratch copy of a) as passes over the written plane.
+    if act == RELU or act == IDENTITY:
+        for k in range(K):
+            if fused:
+                transform_pooled_outputs(M, k, pooled, arg, 0, k, where, bias[k], act == RELU, tile)
+            else:
+                transform_outputs(M, k, out, 0, k, where, bias[k], act == RELU, tile)
+        return
     scratch = np.empty((b1 - b0 if fused else 0, 1, H, W), dtype=x.dtype)
     for k in range(K):
         if fused:
-            transform_outputs(M, k, scratch, b0, 0, where, bias[k], tile)
+            transform_outputs(M, k, scratch, b0, 0, where, bias[k], False, tile)
         else:
-            transform_outputs(M, k, out, 0, k, where, bias[k], tile)
+            transform_outputs(M, k, out, 0, k, where, bias[k], False, tile)
         for b in range(b0, b1):
             dst = scratch[b - b0, 0] if fused else out[b, k]
             activate_span(dst.reshape(H * W), np.int64(0), H * W, act)

@@ -14,10 +14,11 @@ from numba import njit
 from .runtime.tile_gather import (gather_gradient_tiles8_2, gather_gradient_tiles8_4, gather_input_channels8_2,
                                   gather_input_channels8_4, gather_input_tiles8_2,
                                   gather_input_tiles8_4, scatter_folded_tiles8_2, scatter_folded_tiles8_4,
-                                  scatter_output_tiles8_2, scatter_output_tiles8_4)
+                                  scatter_output_tiles8_2, scatter_output_tiles8_4, scatter_pooled_tiles8_2,
+                                  scatter_pooled_tiles8_4)
 from .runtime.tile_vector import (adjoint_tiles8_2, adjoint_tiles8_4, folded_output_tiles8_2, folded_output_tiles8_4,
                                   gradient_tiles8_2, gradient_tiles8_4, input_tiles8_2, input_tiles8_4,
-                                  output_tiles8_2, output_tiles8_4)
+                                  output_tiles8_2, output_tiles8_4, pooled_output_tiles8_2, pooled_output_tiles8_4)
 from .runtime.vector import VECTOR
 
 
@@ -37,17 +38,31 @@ def input_transform(plane, Vf, base, step, tile):
 
 
 @njit(cache=True, error_model="numpy")
-def output_transform(Mf, base, step, plane, beta, tile):
-    """plane = Aᵀ M A + beta for every tile of one (oh, ow) output plane."""
+def output_transform(Mf, base, step, plane, beta, relu, tile):
+    """plane = Aᵀ M A + beta (then max(·, 0) if relu) for every tile of one (oh, ow) output plane."""
     oh, ow = plane.shape
     th, tw = oh // tile, ow // tile
     for ty in range(th):
         for tx in range(0, tw, VECTOR):
             at, count = base + ty * tw + tx, min(VECTOR, tw - tx)
             if tile == 2:
-                output_tiles8_2(Mf, at, step, plane, 2 * ty, 2 * tx, beta, count)
+                output_tiles8_2(Mf, at, step, plane, 2 * ty, 2 * tx, beta, relu, count)
             else:
-                output_tiles8_4(Mf, at, step, plane, 4 * ty, 4 * tx, beta, count)
+                output_tiles8_4(Mf, at, step, plane, 4 * ty, 4 * tx, beta, relu, count)
+
+
+@njit(cache=True, error_model="numpy")
+def pooled_output_transform(Mf, base, step, pooled, arg, beta, relu, tile):
+    """output_transform's plane 2×2 max-pooled into `pooled`, with the maxima's flat
+    indices in `arg`, without writing the plane."""
+    th, tw = 2 * pooled.shape[0] // tile, 2 * pooled.shape[1] // tile
+    for ty in range(th):
+        for tx in range(0, tw, VECTOR):
+            at, count = base + ty * tw + tx, min(VECTOR, tw - tx)
+            if tile == 2:
+                pooled_output_tiles8_2(Mf, at, step, pooled, arg, 2 * ty, 2 * tx, beta, relu, count)
+            else:
+                pooled_output_tiles8_4(Mf, at, step, pooled, arg, 4 * ty, 4 * tx, beta, relu, count)
 
 
 @njit(cache=True, error_model="numpy")
@@ -140,9 +155,9 @@ def transform_planes_by_tile(planes, shift, where, Dt, tile):
 
 
 @njit(cache=True, error_model="numpy")
-def transform_outputs(M, k, planes, shift, channel, where, beta, tile):
-    """planes[b − shift, channel] = Aᵀ M A + beta for the images of the table, M's
-    matrices' row k."""
+def transform_outputs(M, k, planes, shift, channel, where, beta, relu, tile):
+    """planes[b − shift, channel] = Aᵀ M A + beta (then max(·, 0) if relu) for the
+    images of the table, M's matrices' row k."""
     H, W = planes.shape[2], planes.shape[3]
     tiles = where.shape[1]
     Mf, step = M.reshape(M.size), M.shape[1] * tiles
@@ -151,14 +166,37 @@ def transform_outputs(M, k, planes, shift, channel, where, beta, tile):
         b0 = where[0, 0]
         for t in range(0, tiles, T):
             b = b0 + t // T
-            output_transform(Mf, k * tiles + t, step, planes[b - shift, channel], beta, tile)
+            output_transform(Mf, k * tiles + t, step, planes[b - shift, channel], beta, relu, tile)
         return
     for t0 in range(0, tiles, VECTOR):
         count = min(VECTOR, tiles - t0)
         if tile == 2:
-            scatter_output_tiles8_2(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)
+            scatter_output_tiles8_2(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, relu, count)
         else:
-            scatter_output_tiles8_4(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, count)
+            scatter_output_tiles8_4(Mf, k * tiles + t0, step, planes, shift, channel, where, t0, beta, relu, count)
+
+
+@njit(cache=True, error_model="numpy")
+def transform_pooled_outputs(M, k, pooled, arg, shift, channel, where, beta, relu, tile):
+    """transform_outputs 2×2 max-pooled: pooled[b − shift, channel] and the maxima's
+    flat indices arg[b − shift, channel] (in the unpooled plane, as
+    pool.maxpool_2x2_plane gives them), the unpooled plane never written."""
+    H2, W2 = pooled.shape[2], pooled.shape[3]
+    tiles = where.shape[1]
+    Mf, step = M.reshape(M.size), M.shape[1] * tiles
+    if 2 * W2 // tile >= VECTOR:
+        T = (2 * H2 // tile) * (2 * W2 // tile)
+        b0 = where[0, 0]
+        for t in range(0, tiles, T):
+            b = b0 + t // T - shift
+            pooled_output_transform(Mf, k * tiles + t, step, pooled[b, channel], arg[b, channel], beta, relu, tile)
+        return
+    for t0 in range(0, tiles, VECTOR):
+        count = min(VECTOR, tiles - t0)
+        if tile == 2:
+            scatter_pooled_tiles8_2(Mf, k * tiles + t0, step, pooled, shift, channel, where, t0, beta, relu, count, arg)
+        else:
+            scatter_pooled_tiles8_4(Mf, k * tiles + t0, step, pooled, shift, channel, where, t0, beta, relu, count, arg)
 
 
 @njit(cache=True, error_model="numpy")

@@ -83,11 +83,14 @@ def test_float32_agrees_with_the_im2col_path(c, k, h, batch, tile):
 # Tiles of 2 and of 4, rows of fewer than 8 tiles (gathered) and of 8 or more (row by row).
 @pytest.mark.parametrize("h, tile", [(10, 2), (12, 4), (18, 2), (32, 4)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_pooling_is_the_two_layers_one_after_the_other(dtype, h, tile):
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+def test_fused_pooling_is_the_two_layers_one_after_the_other(dtype, h, tile, act):
     """ConvMaxPool's fused step: the pooled output, its argmax and every gradient are
-    bit for bit those of the Winograd conv followed by the pooling layer's kernels."""
+    bit for bit those of the Winograd conv followed by the pooling layer's kernels,
+    whether the activation and pooling run inside the output transform (relu, the
+    identity) or over a written plane (the others)."""
     c, k = 8, 6
-    layer = same_conv(c, k, h, h, dtype=dtype, seed=4)
+    layer = same_conv(c, k, h, h, act=act, dtype=dtype, seed=4)
     assert layer.winograd == tile
     rng = np.random.default_rng(5)
     x = rng.standard_normal((7, c, h, h)).astype(dtype)

@@ -20,7 +20,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile_vector import AT, BT, A, _Lanes, fold, neighbour_loader, sandwich
+from .tile_vector import BT, A, _Lanes, fold, neighbour_loader, pool_windows, sandwich, tile_outputs
 from .vector import VECTOR, splat
 
 _I64 = ir.IntType(64)
@@ -136,31 +136,84 @@ def _gather_input_tiles8(tile):
 
 def _scatter_output_tiles8(tile):
     @intrinsic
-    def scatter_output_tiles8(typingctx, m, base, step, planes, shift, channel, where, t0, beta, count):
-        """Aᵀ M A + beta for the chunk's tiles t0 … t0 + count − 1 of one output
-        channel, M's row ξ at m[base + ξ·step + l]: scattered into the planes."""
-        if not (_ok(planes, shift, channel, where, t0, m, (base, step, count)) and isinstance(beta, types.Float)):
+    def scatter_output_tiles8(typingctx, m, base, step, planes, shift, channel, where, t0, beta, relu, count):
+        """Aᵀ M A + beta, then max(·, 0) if relu, for the chunk's tiles t0 … t0 + count − 1
+        of one output channel, M's row ξ at m[base + ξ·step + l]: scattered into the planes."""
+        if not (_ok(planes, shift, channel, where, t0, m, (base, step, count)) and isinstance(beta, types.Float)
+                and isinstance(relu, types.Boolean)):
             return None
 
         def codegen(context, builder, signature, args):
             b = builder
-            tiles = _Tiles(context, builder, signature, args, 3, 4, 5, 6, 7, 9)
+            tiles = _Tiles(context, builder, signature, args, 3, 4, 5, 6, 7, 10)
             base_v, step_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2))
-            beta_v = splat(b, context.cast(builder, args[8], signature.args[8], signature.args[3].dtype),
-                           tiles.lanes.narrow)
-            n = tile + 2
-            rows = tiles.load_domain(signature.args[0], args[0], base_v, step_v, n * n)
-            outputs = sandwich(b, AT[tile], [rows[n * i:n * (i + 1)] for i in range(n)])  # Aᵀ·M·A
+            outputs = _outputs(context, b, tiles, signature, args, base_v, step_v, tile)
             top, left = tiles.rows_cols(tile, 0)
             for r in range(tile):
                 row = b.add(top, ir.Constant(_LONGS, [r] * VECTOR))
                 for s, value in enumerate(outputs[r]):
-                    tiles.scatter(b.fadd(value, beta_v), row, b.add(left, ir.Constant(_LONGS, [s] * VECTOR)))
+                    tiles.scatter(value, row, b.add(left, ir.Constant(_LONGS, [s] * VECTOR)))
             return context.get_dummy_value()
 
-        return types.none(m, base, step, planes, shift, channel, where, t0, beta, count), codegen
+        return types.none(m, base, step, planes, shift, channel, where, t0, beta, relu, count), codegen
 
     return scatter_output_tiles8
+
+
+def _outputs(context, b, tiles, signature, args, base, step, tile):
+    """tile_vector.tile_outputs for a call whose args 8 and 9 are beta and relu."""
+    beta = splat(b, context.cast(b, args[8], signature.args[8], signature.args[0].dtype), tiles.lanes.narrow)
+    relu = splat(b, context.cast(b, args[9], signature.args[9], types.boolean), ir.VectorType(ir.IntType(1), VECTOR))
+    return tile_outputs(b, tiles.lanes, tile, signature.args[0], args[0], base, step, beta, relu, tiles.count)
+
+
+def _scatter_pooled_tiles8(tile):
+    @intrinsic
+    def scatter_pooled_tiles8(typingctx, m, base, step, pooled, shift, channel, where, t0, beta, relu, count, arg):
+        """scatter_output_tiles8's outputs 2×2 max-pooled inside each tile, scattered into
+        the pooled planes, and `arg` (int32, the pooled planes' shape) the maxima's
+        flat indices in the unpooled planes, as pool.maxpool_2x2_plane would."""
+        if not (_ok(pooled, shift, channel, where, t0, m, (base, step, count)) and isinstance(beta, types.Float)
+                and isinstance(relu, types.Boolean) and isinstance(arg, types.Array) and arg.ndim == 4
+                and arg.layout == "C" and arg.dtype == types.int32):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            tiles = _Tiles(context, builder, signature, args, 3, 4, 5, 6, 7, 10)
+            base_v, step_v = (context.cast(builder, args[k], signature.args[k], types.int64) for k in (1, 2))
+            outputs = _outputs(context, b, tiles, signature, args, base_v, step_v, tile)
+            i32 = ir.IntType(32)
+            ints = ir.VectorType(i32, VECTOR)
+            width = b.trunc(b.mul(tiles.width, ir.Constant(_I64, 2)), i32)  # the unpooled planes' rows
+            width_v = splat(b, width, ints)
+            top, left = tiles.rows_cols(tile, 0)  # in the unpooled planes
+
+            def corner(pr, pc):
+                row = b.trunc(b.add(top, ir.Constant(_LONGS, [2 * pr] * VECTOR)), ints)
+                col = b.trunc(b.add(left, ir.Constant(_LONGS, [2 * pc] * VECTOR)), ints)
+                return b.add(b.mul(row, width_v), col)
+
+            window = pool_windows(b, outputs, tile, corner)
+            arg_data = cgutils.create_struct_proxy(signature.args[11])(context, builder, value=args[11]).data
+            arg_base = splat(b, b.ptrtoint(arg_data, _I64), _LONGS)
+            ptop, pleft = tiles.rows_cols(tile // 2, 0)
+            for pr in range(tile // 2):
+                for pc in range(tile // 2):
+                    value, index = window(pr, pc, width_v)
+                    row = b.add(ptop, ir.Constant(_LONGS, [pr] * VECTOR))
+                    col = b.add(pleft, ir.Constant(_LONGS, [pc] * VECTOR))
+                    tiles.scatter(value, row, col)
+                    flat = b.add(tiles.plane_start, b.add(b.mul(row, splat(b, tiles.width, _LONGS)), col))
+                    pointers = b.inttoptr(b.add(arg_base, b.mul(flat, ir.Constant(_LONGS, [4] * VECTOR))),
+                                          ir.VectorType(i32.as_pointer(), VECTOR))
+                    _call(b, f"llvm.masked.scatter.v{VECTOR}i32.v{VECTOR}p0", ir.VoidType(),
+                          [index, pointers, ir.Constant(i32, 4), tiles.live])
+            return context.get_dummy_value()
+
+        return types.none(m, base, step, pooled, shift, channel, where, t0, beta, relu, count, arg), codegen
+
+    return scatter_pooled_tiles8
 
 
 def _gather_gradient_tiles8(tile):
@@ -295,3 +348,4 @@ scatter_output_tiles8_2, scatter_output_tiles8_4 = _scatter_output_tiles8(2), _s
 gather_gradient_tiles8_2, gather_gradient_tiles8_4 = _gather_gradient_tiles8(2), _gather_gradient_tiles8(4)
 scatter_folded_tiles8_2, scatter_folded_tiles8_4 = _scatter_folded_tiles8(2), _scatter_folded_tiles8(4)
 gather_input_channels8_2, gather_input_channels8_4 = _gather_input_channels8(2), _gather_input_channels8(4)
+scatter_pooled_tiles8_2, scatter_pooled_tiles8_4 = _scatter_pooled_tiles8(2), _scatter_pooled_tiles8(4)

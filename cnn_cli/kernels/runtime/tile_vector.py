@@ -24,7 +24,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .vector import VECTOR, _element_pointer, _masked_store, load_group, splat
+from .vector import VECTOR, _element_pointer, _masked_store, _takes, load_group, splat
 
 _I32 = ir.IntType(32)
 
@@ -174,6 +174,35 @@ def neighbour_loader(lanes, tile, array_type, array, base, step, first, limit, v
     return neighbour
 
 
+def relu_if(b, value, relu):
+    """max(value, 0) lane by lane where the i1 `relu` is set (activations.activate_span's
+    rule: a value ≤ 0 becomes 0, NaN stays), value itself elsewhere."""
+    zero = ir.Constant(value.type, None)
+    clipped = b.select(b.fcmp_ordered("<=", value, zero), zero, value)
+    return b.select(relu, clipped, value)
+
+
+def pool_windows(b, outputs, tile, corner):
+    """2×2 max pooling of an m×m output tile (rows of vectors, lane = tile), the
+    comparisons of vector.maxpool2x2 in its order, so values and ties come out
+    as pooling the written plane would give. corner(pr, pc) is each lane's
+    flat plane index (an i32 vector) of window (pr, pc)'s top-left number, and
+    `width` below it the plane's row length; returns rows of (maximum, index) pairs."""
+    def window(pr, pc, width):
+        a0, a1 = outputs[2 * pr][2 * pc], outputs[2 * pr][2 * pc + 1]
+        a2, a3 = outputs[2 * pr + 1][2 * pc], outputs[2 * pr + 1][2 * pc + 1]
+        ints = width.type
+        zero, one = ir.Constant(ints, [0] * VECTOR), ir.Constant(ints, [1] * VECTOR)
+        t01 = _takes(b, a1, a0)
+        m01, k01 = b.select(t01, a1, a0), b.select(t01, one, zero)
+        t23 = _takes(b, a3, a2)
+        m23, k23 = b.select(t23, a3, a2), b.select(t23, b.add(width, one), width)
+        t = _takes(b, m23, m01)
+        return b.select(t, m23, m01), b.add(corner(pr, pc), b.select(t, k23, k01))
+
+    return window
+
+
 def _arrays(*arrays, ndims):
     return (all(isinstance(a, types.Array) and a.layout == "C" and a.ndim == n for a, n in zip(arrays, ndims))
             and isinstance(arrays[0].dtype, types.Float) and len({a.dtype for a in arrays}) == 1)
@@ -228,37 +257,99 @@ def _input_tiles8(tile):
 
 def _output_tiles8(tile):
     @intrinsic
-    def output_tiles8(typingctx, m, base, step, plane, top, col, beta, count):
-        """Aᵀ M A + beta for tiles tx0 … tx0 + count − 1 of one tile row, M's row ξ at
-        m[base + ξ·step + l]: writes plane[top + r, col : col + m·count] for r < m
-        (top = m·ty, col = m·tx0)."""
-        if not (_arrays(m, plane, ndims=(1, 2)) and isinstance(beta, types.Float)
+    def output_tiles8(typingctx, m, base, step, plane, top, col, beta, relu, count):
+        """Aᵀ M A + beta, then max(·, 0) if relu, for tiles tx0 … tx0 + count − 1 of one
+        tile row, M's row ξ at m[base + ξ·step + l]: writes plane[top + r, col : col +
+        m·count] for r < m (top = m·ty, col = m·tx0)."""
+        if not (_arrays(m, plane, ndims=(1, 2)) and isinstance(beta, types.Float) and isinstance(relu, types.Boolean)
                 and _integers(base, step, top, col, count)):
             return None
 
         def codegen(context, builder, signature, args):
             b = builder
-            base_v, step_v, top_v, col_v, count_v = _ints(context, builder, signature, args, (1, 2, 4, 5, 7))
+            base_v, step_v, top_v, col_v, count_v = _ints(context, builder, signature, args, (1, 2, 4, 5, 8))
             lanes = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype))
-            beta_vec = splat(b, context.cast(builder, args[6], signature.args[6], signature.args[0].dtype),
-                             lanes.narrow)
-            n = tile + 2
-            zero = ir.Constant(base_v.type, 0)
-            m_rows = [lanes.load(lanes.narrow, row, zero, count_v)
-                      for row in lanes.domain_rows(signature.args[0], args[0], base_v, step_v, n * n)]
-            tiles = sandwich(b, AT[tile], [m_rows[n * i:n * (i + 1)] for i in range(n)])  # Aᵀ·M·A
+            relu_v = splat(b, context.cast(builder, args[7], signature.args[7], types.boolean),
+                           ir.VectorType(ir.IntType(1), VECTOR))
+            beta_vec = splat(b, context.cast(b, args[6], signature.args[6], signature.args[0].dtype), lanes.narrow)
+            outputs = tile_outputs(b, lanes, tile, signature.args[0], args[0], base_v, step_v, beta_vec, relu_v,
+                                   count_v)
             width = cgutils.unpack_tuple(b, cgutils.create_struct_proxy(signature.args[3])(
                 context, builder, value=args[3]).shape, 2)[1]
             for r in range(tile):
-                outputs = [b.fadd(v, beta_vec) for v in tiles[r]]
                 first = b.add(b.mul(b.add(top_v, ir.Constant(top_v.type, r)), width), col_v)
-                lanes.store(lanes.interleave(outputs), lanes.at(signature.args[3], args[3], first),
+                lanes.store(lanes.interleave(outputs[r]), lanes.at(signature.args[3], args[3], first),
                             b.mul(count_v, ir.Constant(count_v.type, tile)))
             return context.get_dummy_value()
 
-        return types.none(m, base, step, plane, top, col, beta, count), codegen
+        return types.none(m, base, step, plane, top, col, beta, relu, count), codegen
 
     return output_tiles8
+
+
+def tile_outputs(b, lanes, tile, array_type, array, base, step, beta, relu, count):
+    """Rows of m vectors: Aᵀ M A + beta, then max(·, 0) where relu, for a group of
+    tiles whose M's row ξ is at array[base + ξ·step + l] (count lanes)."""
+    n = tile + 2
+    zero = ir.Constant(base.type, 0)
+    m_rows = [lanes.load(lanes.narrow, row, zero, count) for row in lanes.domain_rows(array_type, array, base, step,
+                                                                                        n * n)]
+    tiles = sandwich(b, AT[tile], [m_rows[n * i:n * (i + 1)] for i in range(n)])  # Aᵀ·M·A
+    return [[relu_if(b, b.fadd(v, beta), relu) for v in row] for row in tiles]
+
+
+def _pooled_output_tiles8(tile):
+    @intrinsic
+    def pooled_output_tiles8(typingctx, m, base, step, pooled, arg, top, col, beta, relu, count):
+        """output_tiles8's outputs for tiles tx0 … tx0 + count − 1 of tile row ty, 2×2
+        max-pooled inside each tile: writes the pooled plane's rows (m/2)·ty …
+        and columns from (m/2)·tx0 on, and `arg` the maxima's flat indices in the
+        unpooled plane (rows of 2·pooled's width), as pool.maxpool_2x2_plane would.
+        top = m·ty and col = m·tx0 are in the unpooled plane."""
+        if not (_arrays(m, pooled, ndims=(1, 2)) and isinstance(arg, types.Array) and arg.ndim == 2
+                and arg.layout == "C" and arg.dtype == types.int32 and isinstance(beta, types.Float)
+                and isinstance(relu, types.Boolean) and _integers(base, step, top, col, count)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            b = builder
+            base_v, step_v, top_v, col_v, count_v = _ints(context, builder, signature, args, (1, 2, 5, 6, 9))
+            lanes = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype))
+            relu_v = splat(b, context.cast(builder, args[8], signature.args[8], types.boolean),
+                           ir.VectorType(ir.IntType(1), VECTOR))
+            beta_vec = splat(b, context.cast(b, args[7], signature.args[7], signature.args[0].dtype), lanes.narrow)
+            outputs = tile_outputs(b, lanes, tile, signature.args[0], args[0], base_v, step_v, beta_vec, relu_v,
+                                   count_v)
+            half = tile // 2
+            pooled_width = cgutils.unpack_tuple(b, cgutils.create_struct_proxy(signature.args[3])(
+                context, builder, value=args[3]).shape, 2)[1]
+            i32 = ir.IntType(32)
+            ints = ir.VectorType(i32, VECTOR)
+            width32 = b.trunc(b.mul(pooled_width, ir.Constant(pooled_width.type, 2)), i32)
+            column0 = b.add(splat(b, b.trunc(col_v, i32), ints), ir.Constant(ints, [tile * l for l in range(VECTOR)]))
+
+            def corner(pr, pc):
+                row = b.trunc(b.add(top_v, ir.Constant(top_v.type, 2 * pr)), i32)
+                return b.add(splat(b, b.mul(row, width32), ints), b.add(column0, ir.Constant(ints, [2 * pc] * VECTOR)))
+
+            window = pool_windows(b, outputs, tile, corner)
+            for pr in range(half):
+                results = [window(pr, pc, splat(b, width32, ints)) for pc in range(half)]
+                prow = b.add(b.sdiv(top_v, ir.Constant(top_v.type, 2)), ir.Constant(top_v.type, pr))
+                first = b.add(b.mul(prow, pooled_width), b.sdiv(col_v, ir.Constant(col_v.type, 2)))
+                stored = b.mul(count_v, ir.Constant(count_v.type, half))
+                if half == 1:
+                    values, indices = results[0]
+                else:
+                    values = lanes.interleave([v for v, _ in results])
+                    indices = lanes.interleave([i for _, i in results])
+                lanes.store(values, lanes.at(signature.args[3], args[3], first), stored)
+                lanes.store(indices, lanes.at(signature.args[4], args[4], first), stored)
+            return context.get_dummy_value()
+
+        return types.none(m, base, step, pooled, arg, top, col, beta, relu, count), codegen
+
+    return pooled_output_tiles8
 
 
 def _gradient_tiles8(tile):
@@ -372,3 +463,4 @@ output_tiles8_2, output_tiles8_4 = _output_tiles8(2), _output_tiles8(4)
 gradient_tiles8_2, gradient_tiles8_4 = _gradient_tiles8(2), _gradient_tiles8(4)
 adjoint_tiles8_2, adjoint_tiles8_4 = _adjoint_tiles8(2), _adjoint_tiles8(4)
 folded_output_tiles8_2, folded_output_tiles8_4 = _folded_output_tiles8(2), _folded_output_tiles8(4)
+pooled_output_tiles8_2, pooled_output_tiles8_4 = _pooled_output_tiles8(2), _pooled_output_tiles8(4)
