@@ -33,6 +33,8 @@ from numba import njit, types, uint64
 from .activations import IDENTITY, RELU, activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
 from .runtime.blas import matmul, use_single_threaded_blas
+from .runtime.filter_vector import (filter_gradient_tiles8_2, filter_gradient_tiles8_4, filter_tiles8_2,
+                                    filter_tiles8_4)
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 from .runtime.small_gemm import small_matmul
 from .runtime.vector import VECTOR
@@ -59,12 +61,6 @@ MIN_BACKWARD_CHUNKS = 4
 # input has 3) and the transforms cost more than they save: im2col stays.
 MIN_CHANNELS = 8
 
-# G of each tile size: U = G g Gᵀ. Their Kronecker products turn every 3×3
-# filter into its (m + 2)² domain values with one matrix product.
-_G = {2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
-      4: np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
-                   [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]])}
-_FILTER_MAPS = {m: np.kron(g, g) for m, g in _G.items()}  # ((m + 2)², 9)
 
 
 def winograd_tile(kernel, stride, padding, channels, out_hw) -> int:
@@ -100,72 +96,51 @@ def backward_chunk_images(channels, filters, height, width, itemsize, tile):
 def filter_transform(w, tile):
     """U = G g Gᵀ for every filter g = w[k, c] (3×3): ((tile + 2)², K, C)."""
     K, C = w.shape[:2]
-    U = _transform_filters(launch_address(), _combine_block.native.address(w.dtype), np.ascontiguousarray(w),
-                           _FILTER_MAPS[tile].astype(w.dtype))
-    return U.reshape((tile + 2) ** 2, K, C)
+    w = np.ascontiguousarray(w)
+    U = np.empty(((tile + 2) ** 2, K, C), dtype=w.dtype)
+    _filters(launch_address(), _filter_block.native.address(w.dtype), w.reshape(-1), U.reshape(-1), K * C, tile,
+             False)
+    return U
 
 
 def filter_gradient(dU, tile):
     """∂L/∂g = Gᵀ (∂L/∂U) G for every (k, c): ((tile + 2)², K, C) → (K, C, 3, 3)."""
-    return _filter_gradient(launch_address(), _combine_block.native.address(dU.dtype), np.ascontiguousarray(dU),
-                            np.ascontiguousarray(_FILTER_MAPS[tile].T.astype(dU.dtype)))
-
-
-# Filters per parallel item of _combine_rows: every row's block stays in L1
-# while all its combinations are made.
-FILTER_BLOCK = 256
-
-
-@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2)))
-@njit(cache=True, error_model="numpy")
-def _combine_block(block, context):
-    """One parallel item of _combine_rows: columns block·FILTER_BLOCK … of every row."""
-    coefficients, rows, out = item_args(context)
-    f0 = block * FILTER_BLOCK
-    f1 = min(out.shape[1], f0 + FILTER_BLOCK)
-    for i in range(out.shape[0]):
-        target = out[i, f0:f1]
-        for f in range(f1 - f0):
-            target[f] = 0
-        for j in range(rows.shape[0]):
-            c = coefficients[i, j]
-            if c != 0:
-                source = rows[j, f0:f1]
-                for f in range(f1 - f0):
-                    target[uint64(f)] += c * source[uint64(f)]
-
-
-@njit(cache=True, error_model="numpy")
-def _combine_rows(launch, block_fn, coefficients, rows, out):
-    """out[i] = Σ_j coefficients[i, j]·rows[j] for long rows, in parallel blocks of
-    columns (a BLAS product with an inner dimension of 9 runs on one core, slowly)."""
-    blocks = (out.shape[1] + FILTER_BLOCK - 1) // FILTER_BLOCK
-    parallel_for(_combine_block, launch, block_fn, blocks, (coefficients, rows, out))
-
-
-@njit(cache=True, error_model="numpy")
-def _transform_filters(launch, block_fn, w, maps):
-    K, C = w.shape[0], w.shape[1]
-    taps = np.empty((9, K * C), dtype=w.dtype)  # tap-major: each tap one long row
-    flat = w.reshape((K * C, 9))
-    for f in range(K * C):
-        for t in range(9):
-            taps[t, f] = flat[f, t]
-    out = np.empty((maps.shape[0], K * C), dtype=w.dtype)
-    _combine_rows(launch, block_fn, maps, taps, out)
-    return out
-
-
-@njit(cache=True, error_model="numpy")
-def _filter_gradient(launch, block_fn, dU, maps_t):
     n, K, C = dU.shape
-    taps = np.empty((9, K * C), dtype=dU.dtype)
-    _combine_rows(launch, block_fn, maps_t, dU.reshape((n, K * C)), taps)
-    out = np.empty((K * C, 9), dtype=dU.dtype)
-    for f in range(K * C):
-        for t in range(9):
-            out[f, t] = taps[t, f]
-    return out.reshape((K, C, 3, 3))
+    dU = np.ascontiguousarray(dU)
+    dw = np.empty((K, C, 3, 3), dtype=dU.dtype)
+    _filters(launch_address(), _filter_block.native.address(dU.dtype), dw.reshape(-1), dU.reshape(-1), K * C, tile,
+             True)
+    return dw
+
+
+# Filters per parallel item of the filter transforms: enough to repay a thread's
+# start, few enough that 128×128 filters (16,384) keep two cores busy.
+FILTER_BLOCK = 1024
+
+
+@native_item(lambda f: (c_array(f, 1), c_array(f, 1), types.int64, types.int64, types.boolean))
+@njit(cache=True, error_model="numpy")
+def _filter_block(block, context):
+    """One parallel item of _filters: filters block·FILTER_BLOCK …, eight a call."""
+    taps, domain, filters, tile, gradient = item_args(context)
+    f1 = min(filters, (block + 1) * FILTER_BLOCK)
+    for f in range(block * FILTER_BLOCK, f1, VECTOR):
+        count = min(VECTOR, f1 - f)
+        if gradient and tile == 2:
+            filter_gradient_tiles8_2(domain, f, filters, taps, count)
+        elif gradient:
+            filter_gradient_tiles8_4(domain, f, filters, taps, count)
+        elif tile == 2:
+            filter_tiles8_2(taps, f, domain, filters, count)
+        else:
+            filter_tiles8_4(taps, f, domain, filters, count)
+
+
+@njit(cache=True, error_model="numpy")
+def _filters(launch, block_fn, taps, domain, filters, tile, gradient):
+    """taps (K·C, 9) → domain ((m + 2)², K·C), or back with `gradient`, in parallel blocks."""
+    blocks = (filters + FILTER_BLOCK - 1) // FILTER_BLOCK
+    parallel_for(_filter_block, launch, block_fn, blocks, (taps, domain, filters, tile, gradient))
 
 
 @njit(cache=True, error_model="numpy")

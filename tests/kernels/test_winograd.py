@@ -139,6 +139,23 @@ def test_filter_gradient_is_the_adjoint_of_the_filter_transform(tile):
     assert np.isclose(np.sum(forward * u), np.sum(g * wg.filter_gradient(u, tile)), rtol=1e-13)
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+@pytest.mark.parametrize("k, c", [(1, 1), (7, 9), (40, 30)])  # 40·30 filters: two parallel blocks, a partial group
+def test_filter_transforms_match_einsum(tile, k, c):
+    """U = G g Gᵀ and ∂L/∂g = Gᵀ (∂L/∂U) G against NumPy's einsum with Lavin & Gray's G."""
+    g_matrix = np.array({2: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+                         4: [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]}[tile])
+    rng = np.random.default_rng(k * c)
+    w = rng.standard_normal((k, c, 3, 3))
+    n = tile + 2
+    expected = np.einsum("ai,kcij,bj->abkc", g_matrix, w, g_matrix).reshape(n * n, k, c)
+    np.testing.assert_allclose(wg.filter_transform(w, tile), expected, rtol=1e-14, atol=1e-15)
+    du = rng.standard_normal((n * n, k, c))
+    expected = np.einsum("ai,abkc,bj->kcij", g_matrix, du.reshape(n, n, k, c), g_matrix)
+    np.testing.assert_allclose(wg.filter_gradient(du, tile), expected, rtol=1e-14, atol=1e-14)
+
+
 @pytest.mark.parametrize("tile, h, w", [(4, 32, 36), (4, 8, 8), (4, 16, 4), (2, 6, 20), (2, 36, 2)])
 def test_input_gradient_transform_is_the_adjoint_of_the_input_transform(tile, h, w):
     """<Bᵀ d B of every tile's patch, D> = <x, the input gradients made from D>, on maps
