@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, types, uint64
 
 from .activations import activate_span, check_code, delta_span
-from .runtime.blas import matmul, use_single_threaded_blas
+from .runtime.blas import matmul, matmul_strided, use_single_threaded_blas
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
 
 I64 = types.int64
@@ -30,6 +30,11 @@ use_single_threaded_blas()  # these kernels call BLAS inside parallel loops
 # cores idle (benchmarks/RESULTS.md, Design measurements).
 ROWS_PER_BLOCK = 32
 MAX_BLOCKS = 8
+# Wide inputs (CIFAR-10's 2,048 features) cut the backward pass by input columns
+# instead, at least this many a block: each block's rows of dw are then summed
+# over the whole batch by one product, and no per-block copies of dw (D·U
+# numbers each) are added up afterwards.
+INPUTS_PER_BLOCK = 256
 
 
 @njit(cache=True, error_model="numpy")
@@ -96,6 +101,23 @@ def _dense_backward_block(i, context):
         matmul(delta[lo:hi], np.bool_(False), w, np.bool_(True), dx[lo:hi])
 
 
+@native_item(lambda f: (c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), c_array(f, 2), I64,
+                        types.boolean))
+@njit(cache=True, error_model="numpy")
+def _dense_backward_columns(i, context):
+    """One parallel item of dense_backward for wide inputs: input columns d0 … d1 − 1
+    of block i, dw[d0:d1] = x[:, d0:d1]ᵀ·δ and dx[:, d0:d1] = δ·w[d0:d1]ᵀ."""
+    x, w, delta, dw, dx, blocks, need_dx = item_args(context)
+    B, D = x.shape
+    U = delta.shape[1]
+    d0, d1 = _row_block(D, blocks, i)
+    matmul_strided(x.reshape(x.size)[d0:], np.bool_(True), D, delta.reshape(delta.size), np.bool_(False), U,
+                   dw.reshape(dw.size)[d0 * U:], U, d1 - d0, U, B)
+    if need_dx:
+        matmul_strided(delta.reshape(delta.size), np.bool_(False), U, w.reshape(w.size)[d0 * U:], np.bool_(True), U,
+                       dx.reshape(dx.size)[d0:], D, B, d1 - d0, U)
+
+
 def dense_backward(da, a, x, w, act, need_dx):
     """Returns (dx (B,D), dw (D,U), dbias (U,)) given da = ∂L/∂a and the output a.
 
@@ -105,11 +127,12 @@ def dense_backward(da, a, x, w, act, need_dx):
     work is skipped.
     """
     da, a, x, w = (np.ascontiguousarray(v) for v in (da, a, x, w))
-    return _dense_backward(launch_address(), _dense_backward_block.native.address(x.dtype), da, a, x, w, act, need_dx)
+    return _dense_backward(launch_address(), _dense_backward_block.native.address(x.dtype),
+                           _dense_backward_columns.native.address(x.dtype), da, a, x, w, act, need_dx)
 
 
 @njit(cache=True, error_model="numpy")
-def _dense_backward(launch, block_fn, da, a, x, w, act, need_dx):
+def _dense_backward(launch, block_fn, columns_fn, da, a, x, w, act, need_dx):
     check_code(act)
     B, U = da.shape
     D = x.shape[1]
@@ -117,16 +140,20 @@ def _dense_backward(launch, block_fn, da, a, x, w, act, need_dx):
         raise ValueError("dense_backward: da, a, x and w shapes disagree")
     dt = x.dtype
     delta = np.empty((B, U), dtype=dt)
+    column_blocks = min(MAX_BLOCKS, D // INPUTS_PER_BLOCK)
+    if column_blocks >= 2:
+        delta_span(da.reshape(da.size), a.reshape(a.size), delta.reshape(delta.size), np.int64(0), B * U, act)
+        dw = np.empty((D, U), dtype=dt)
+        dx = np.empty((B if need_dx else 0, D if need_dx else 0), dtype=dt)
+        parallel_for(_dense_backward_columns, launch, columns_fn, column_blocks,
+                     (x, w, delta, dw, dx, column_blocks, need_dx))
+        return dx, dw, _bias_gradient(delta)
     blocks = _block_count(B)
     dw_parts = np.empty((blocks, D, U), dtype=dt)
     dx = np.empty((B if need_dx else 0, D if need_dx else 0), dtype=dt)
     parallel_for(_dense_backward_block, launch, block_fn, blocks, (da, a, x, w, delta, dw_parts, dx, blocks, act,
                                                                    need_dx))
-    dbias = np.zeros(U, dtype=dt)
-    for b in range(B):
-        row = delta[b]
-        for u in range(U):
-            dbias[uint64(u)] += row[uint64(u)]
+    dbias = _bias_gradient(delta)
     if blocks == 1:
         return dx, dw_parts[0], dbias
     # Serial: at most 8 × D·U additions, too little work to repay a second
@@ -139,6 +166,18 @@ def _dense_backward(launch, block_fn, da, a, x, w, act, need_dx):
             for u in range(U):
                 dw[d, uint64(u)] += dw_parts[i, d, uint64(u)]
     return dx, dw, dbias
+
+
+@njit(cache=True, error_model="numpy")
+def _bias_gradient(delta):
+    """Σ_b δ[b] in batch order."""
+    B, U = delta.shape
+    dbias = np.zeros(U, dtype=delta.dtype)
+    for b in range(B):
+        row = delta[b]
+        for u in range(U):
+            dbias[uint64(u)] += row[uint64(u)]
+    return dbias
 
 
 # ---------------------------------------------------------------- RBF output (LeNet-5)

@@ -130,11 +130,12 @@ def test_dense_forward_and_finite_differences(act):
     assert_grad(loss, bias, db, "dbias dense")
 
 
-def test_dense_spec_formulas_and_need_dx():
+@pytest.mark.parametrize("D", [130, 1100])  # 1,100 inputs: the backward pass cut by input columns (4 blocks)
+def test_dense_spec_formulas_and_need_dx(D):
     # SPEC §5 with identity: ∂L/∂W = aᵀδ (stored (in, out)), ∂L/∂b = Σ δ, δ_prev = δ Wᵀ
     rng = np.random.default_rng(51)
-    x = rng.standard_normal((5, 130))  # D > two 64-input blocks
-    w = rng.standard_normal((130, 9))
+    x = rng.standard_normal((5, D))
+    w = rng.standard_normal((D, 9))
     bias = np.zeros(9)
     a = dense_k.dense_forward(x, w, bias, IDENTITY)
     d = rng.standard_normal(a.shape)

@@ -138,3 +138,15 @@ def matmul(a, a_transposed, b, b_transposed, out):
                                 max(1, a.shape[1]), out, N)
     if status != 0:
         raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")
+
+
+@njit(cache=True, error_model="numpy")
+def matmul_strided(a, a_transposed, lda, b, b_transposed, ldb, out, ldc, M, N, K):
+    """out (M, N) = op(a)·op(b) as matmul, on flat arrays that start at each matrix's
+    first number with rows lda, ldb and ldc numbers apart as stored: blocks of
+    columns of larger row-major matrices, read and written in place."""
+    if M == 0 or N == 0:
+        return
+    status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, ldb, a, lda, out, ldc)
+    if status != 0:
+        raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")
