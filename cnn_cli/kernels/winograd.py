@@ -57,23 +57,30 @@ MIN_CHUNK_TILES = 64
 # with two, one per core, a core that starts late holds up the whole layer.
 MIN_BACKWARD_CHUNKS = 4
 
-# Below this many input channels the products are too thin (conv1 on RGB
-# input has 3) and the transforms cost more than they save: im2col stays.
+# Below this many input channels the backward pass's products are too thin
+# (conv1 on RGB input has 3) and its transforms cost more than they save: the
+# backward pass stays on im2col (which needs only the layer's input and output),
+# the forward pass gains at any channel count.
 MIN_CHANNELS = 8
 
 
 
-def winograd_tile(kernel, stride, padding, channels, out_hw) -> int:
-    """The output tile side a conv layer runs with here, 0 for none: 3×3, stride 1,
-    padding 1 on every side (output = input size), enough input channels; 4 when
-    both sides are multiples of 4, else 2 when both are even."""
-    if not (tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(padding) == (1, 1, 1, 1)
-            and channels >= MIN_CHANNELS):
+def winograd_tile(kernel, stride, padding, out_hw) -> int:
+    """The output tile side a conv layer's forward pass runs with here, 0 for none:
+    3×3, stride 1, padding 1 on every side (output = input size); 4 when both
+    sides are multiples of 4, else 2 when both are even. Its backward pass
+    too when it has MIN_CHANNELS input channels (backward_on_winograd)."""
+    if not (tuple(kernel) == (3, 3) and tuple(stride) == (1, 1) and tuple(padding) == (1, 1, 1, 1)):
         return 0
     for tile in (4, 2):
         if out_hw[0] % tile == 0 and out_hw[1] % tile == 0:
             return tile
     return 0
+
+
+def backward_on_winograd(channels) -> bool:
+    """Whether a Winograd layer with this many input channels runs its backward pass here too."""
+    return channels >= MIN_CHANNELS
 
 
 def chunk_images(channels, filters, height, width, itemsize, tile):

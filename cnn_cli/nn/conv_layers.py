@@ -63,9 +63,9 @@ class Conv2D(Layer):
             init, spec.activation, fan_in, weight_shape, spec.filters, self.dtype, rng)
         self.act = ACTIVATIONS[spec.activation]
         self.geometry = conv_geometry(spec.kernel, spec.stride, spec.padding, self.out_shape[1:])
-        # 3×3 "same" convs over enough channels run by Winograd's algorithm, with fewer
-        # multiplications: the side of its output tiles (4 or 2), or 0 for im2col.
-        self.winograd = winograd_k.winograd_tile(spec.kernel, spec.stride, spec.padding, channels, self.out_shape[1:])
+        # 3×3 "same" convs run by Winograd's algorithm, with fewer multiplications: the side
+        # of its output tiles (4 or 2), or 0 for im2col; the backward pass too over enough channels.
+        self.winograd = winograd_k.winograd_tile(spec.kernel, spec.stride, spec.padding, self.out_shape[1:])
         self._cache_x = self._cache_y = self._cache_w2 = self._cache_cols = self._cache_argmax = None
         self._cache_filters = None  # U = G g Gᵀ of the Winograd forward pass, for its backward
 
@@ -101,6 +101,8 @@ class Conv2D(Layer):
             y, self._cache_argmax = winograd_k.winograd_forward(x, filters, self.params["bias"], self.act,
                                                                 self.winograd_chunk(False), pool)
             self._cache_x, self._cache_y, self._cache_w2, self._cache_filters = x, y, w2, filters
+            # No columns kept for an im2col backward pass: it lowers its input again.
+            self._cache_cols = np.empty((0, w2.shape[1], 0), dtype=self.dtype)
             return y
         kept_bytes = x.shape[0] * w2.shape[1] * self.out_shape[1] * self.out_shape[2] * self.dtype.itemsize
         keep = self.training and w2.shape[1] >= KEEP_COLUMNS_FROM and kept_bytes <= KEEP_COLUMNS_MAX_BYTES
@@ -112,7 +114,7 @@ class Conv2D(Layer):
     def backward(self, dy):
         """dy is the gradient of what forward returned (the pooled output when fused)."""
         weight = self.params["weight"]
-        if self.winograd:
+        if self.winograd and winograd_k.backward_on_winograd(self.in_shape[0]):
             dx, dw, db = self._winograd_backward(dy)
         else:
             # Kept columns come in the forward pass's chunks; recomputed ones may take wider chunks.

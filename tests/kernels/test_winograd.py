@@ -198,7 +198,7 @@ def test_tiles_by_channels_is_the_transposed_input_transform(tile, channels, h, 
 @pytest.mark.parametrize("kernel, stride, padding, channels, out_hw, expected", [
     ((3, 3), (1, 1), SAME, 8, (32, 32), 4),
     ((3, 3), (1, 1), SAME, 8, (14, 28), 2),         # 14 is even, not a multiple of 4
-    ((3, 3), (1, 1), SAME, 7, (32, 32), 0),         # too few channels: im2col
+    ((3, 3), (1, 1), SAME, 3, (32, 32), 4),         # RGB input: forward only (test below)
     ((3, 3), (2, 2), SAME, 8, (16, 16), 0),
     ((3, 3), (1, 1), (0, 0, 0, 0), 8, (30, 30), 0),
     ((3, 3), (1, 1), (1, 2, 1, 2), 8, (33, 33), 0),
@@ -206,7 +206,33 @@ def test_tiles_by_channels_is_the_transposed_input_transform(tile, channels, h, 
     ((3, 3), (1, 1), SAME, 8, (7, 8), 0),           # odd sides: tiles would hang over
 ])
 def test_which_layers_run_as_winograd(kernel, stride, padding, channels, out_hw, expected):
-    assert wg.winograd_tile(kernel, stride, padding, channels, out_hw) == expected
+    assert wg.winograd_tile(kernel, stride, padding, out_hw) == expected
+    assert wg.backward_on_winograd(channels) == (channels >= wg.MIN_CHANNELS)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_few_channels_forward_by_winograd_backward_by_im2col(pooled):
+    """conv1 on RGB input: forward through the Winograd kernels, backward through
+    im2col's (too few channels), and the two agree with the NumPy references."""
+    layer = same_conv(3, 5, 8, 12, seed=11)
+    assert layer.winograd == 4 and not wg.backward_on_winograd(3)
+    rng = np.random.default_rng(12)
+    x, da = rng.standard_normal((3, 3, 8, 12)), rng.standard_normal((3, 5, 8, 12))
+    if pooled:
+        dp = rng.standard_normal((3, 5, 4, 6))
+        y = layer._forward(x, pool=2)
+        a = np.maximum(ref_conv2d(x, layer.params["weight"], layer.params["bias"], (1, 1), SAME), 0)
+        pooled_ref, argmax = pool_k.maxpool2d_forward(a, 2, 2, 2, 2)
+        np.testing.assert_allclose(y, pooled_ref, rtol=1e-11, atol=1e-11)
+        da = pool_k.maxpool2d_backward(dp, argmax, 8, 12)
+        dx = layer.backward(dp)
+    else:
+        layer.forward(x)
+        dx = layer.backward(da)
+    _, ref_dx, ref_dw, ref_db = reference(x, layer.params["weight"], layer.params["bias"], ACTIVATIONS["relu"], da)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["weight"], ref_dw, rtol=1e-10, atol=1e-11)
+    np.testing.assert_allclose(layer.grads["bias"], ref_db, rtol=1e-10, atol=1e-11)
 
 
 def test_odd_maps_fall_back_to_im2col_and_still_match():
