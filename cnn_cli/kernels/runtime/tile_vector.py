@@ -110,22 +110,83 @@ class _Lanes:
 
 
 def _apply(b, matrix, values):
-    """matrix · values, lane by lane: each row's Σ factor·value over its non-zero
-    factors, left to right (small integer factors: ±1 are additions)."""
-    out = []
-    for row in matrix:
-        total = None
-        for factor, value in zip(row, values):
-            if factor == 0:
+    """matrix · values, lane by lane, with the additions Winograd's matrices share
+    done once (Lavin & Gray's hand-factored transforms, found mechanically):
+
+    - a pair of columns whose factors agree up to sign in every row enters as
+      its sum and its difference: Aᵀ's rows (1, 1, 1, 1, 1, 0) … (0, 1, −1, 8,
+      −8, 1) read d1 ± d2 and d3 ± d4 only;
+    - a pair of rows that is P + Q and P − Q (factors equal on some columns,
+      opposite on the others) is computed as p + q and p − q: Bᵀ's rows
+      (0, −4, −4, 1, 1, 0) and (0, 4, −4, −1, 1, 0);
+    - every other factor is a fused multiply-add onto the row's running sum.
+
+    The same matrix always gives the same operations in the same order."""
+    n = len(values)
+    rows = [{("v", c): float(factor) for c, factor in enumerate(row) if factor != 0} for row in matrix]
+    terms = {("v", c): values[c] for c in range(n)}
+    paired = set()
+    for first in range(n):
+        for second in range(first + 1, n):
+            column_a = [float(row[first]) for row in matrix]
+            column_c = [float(row[second]) for row in matrix]
+            if (first in paired or second in paired or any(abs(x) != abs(y) for x, y in zip(column_a, column_c))
+                    or sum(1 for x in column_a if x != 0) < 2):
                 continue
-            size = abs(factor)
-            term = value if size == 1 else b.fmul(value, ir.Constant(value.type, [float(size)] * value.type.count))
-            if total is None:
-                total = term if factor > 0 else b.fneg(term)
-            else:
-                total = b.fadd(total, term) if factor > 0 else b.fsub(total, term)
-        out.append(total)
+            paired.update((first, second))
+            for row, fa, fc in zip(rows, column_a, column_c):
+                if fa != 0:
+                    del row[("v", first)], row[("v", second)]
+                    row[("s" if fa == fc else "d", first, second)] = fa
+    used = {key for row in rows for key in row}
+    for key in sorted(k for k in used if k[0] in "sd"):
+        _, first, second = key
+        terms[key] = (b.fadd if key[0] == "s" else b.fsub)(values[first], values[second])
+    out = [None] * len(rows)
+    done = set()
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            if i in done or j in done or set(rows[i]) != set(rows[j]):
+                continue
+            same = {k: f for k, f in rows[i].items() if rows[j][k] == f}
+            opposite = {k: f for k, f in rows[i].items() if rows[j][k] == -f}
+            if not same or not opposite or len(same) + len(opposite) != len(rows[i]):
+                continue
+            p, q = _combine(b, same, terms), _combine(b, opposite, terms)
+            out[i], out[j] = b.fadd(p, q), b.fsub(p, q)
+            done.update((i, j))
+    for i, row in enumerate(rows):
+        if i not in done:
+            out[i] = _combine(b, row, terms)
     return out
+
+
+def _combine(b, row, terms):
+    """Σ factor·term over a row's terms in a fixed order: ±1 as additions, other
+    factors as fused multiply-adds onto the running sum."""
+    total = None
+    for key in sorted(row):
+        factor, value = row[key], terms[key]
+        if total is None:
+            if factor == 1:
+                total = value
+            elif factor == -1:
+                total = b.fneg(value)
+            else:
+                total = b.fmul(value, ir.Constant(value.type, [factor] * value.type.count))
+        elif factor == 1:
+            total = b.fadd(total, value)
+        elif factor == -1:
+            total = b.fsub(total, value)
+        else:
+            total = _fma(b, value, ir.Constant(value.type, [factor] * value.type.count), total)
+    return total
+
+
+def _fma(b, x, y, z):
+    element = "f32" if isinstance(x.type.element, ir.FloatType) else "f64"
+    fnty = ir.FunctionType(x.type, [x.type] * 3)
+    return b.call(cgutils.get_or_insert_function(b.module, fnty, f"llvm.fma.v{x.type.count}{element}"), [x, y, z])
 
 
 def sandwich(b, matrix, grid):
