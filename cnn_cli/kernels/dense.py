@@ -118,21 +118,24 @@ def _dense_backward_columns(i, context):
                        dx.reshape(dx.size)[d0:], D, B, d1 - d0, U)
 
 
-def dense_backward(da, a, x, w, act, need_dx):
+def dense_backward(da, a, x, w, act, need_dx, dw_out=None):
     """Returns (dx (B,D), dw (D,U), dbias (U,)) given da = ∂L/∂a and the output a.
 
     δ = ∂L/∂a·f'(a); per row block, dx = δ·wᵀ and a partial dw = xᵀ·δ (BLAS);
     the partials are then added in block order and dbias = Σ_b δ in batch order,
     so the sums are fixed. dx is a (0,0) array when need_dx is False, and that
-    work is skipped.
+    work is skipped. dw is written into dw_out when it is given (C-contiguous,
+    w's shape and type) and more than one block's sum makes it.
     """
     da, a, x, w = (np.ascontiguousarray(v) for v in (da, a, x, w))
+    if dw_out is None or not dw_out.flags.c_contiguous or dw_out.shape != w.shape or dw_out.dtype != w.dtype:
+        dw_out = np.empty((0, 0), dtype=w.dtype)  # none given: the kernel allocates dw
     return _dense_backward(launch_address(), _dense_backward_block.native.address(x.dtype),
-                           _dense_backward_columns.native.address(x.dtype), da, a, x, w, act, need_dx)
+                           _dense_backward_columns.native.address(x.dtype), da, a, x, w, act, need_dx, dw_out)
 
 
 @njit(cache=True, error_model="numpy")
-def _dense_backward(launch, block_fn, columns_fn, da, a, x, w, act, need_dx):
+def _dense_backward(launch, block_fn, columns_fn, da, a, x, w, act, need_dx, dw_out):
     check_code(act)
     B, U = da.shape
     D = x.shape[1]
@@ -143,7 +146,7 @@ def _dense_backward(launch, block_fn, columns_fn, da, a, x, w, act, need_dx):
     column_blocks = min(MAX_BLOCKS, D // INPUTS_PER_BLOCK)
     if column_blocks >= 2:
         delta_span(da.reshape(da.size), a.reshape(a.size), delta.reshape(delta.size), np.int64(0), B * U, act)
-        dw = np.empty((D, U), dtype=dt)
+        dw = dw_out if dw_out.shape[0] == D else np.empty((D, U), dtype=dt)
         dx = np.empty((B if need_dx else 0, D if need_dx else 0), dtype=dt)
         parallel_for(_dense_backward_columns, launch, columns_fn, column_blocks,
                      (x, w, delta, dw, dx, column_blocks, need_dx))
@@ -158,7 +161,7 @@ def _dense_backward(launch, block_fn, columns_fn, da, a, x, w, act, need_dx):
         return dx, dw_parts[0], dbias
     # Serial: at most 8 × D·U additions, too little work to repay a second
     # parallel loop's compile time (benchmarks/RESULTS.md, Design measurements).
-    dw = np.empty((D, U), dtype=dt)
+    dw = dw_out if dw_out.shape[0] == D else np.empty((D, U), dtype=dt)
     for d in range(D):
         for u in range(U):
             dw[d, uint64(u)] = dw_parts[0, d, uint64(u)]

@@ -110,11 +110,13 @@ def filter_transform(w, tile):
     return U
 
 
-def filter_gradient(dU, tile):
-    """∂L/∂g = Gᵀ (∂L/∂U) G for every (k, c): ((tile + 2)², K, C) → (K, C, 3, 3)."""
+def filter_gradient(dU, tile, out=None):
+    """∂L/∂g = Gᵀ (∂L/∂U) G for every (k, c): ((tile + 2)², K, C) → (K, C, 3, 3),
+    written into `out` when given (C-contiguous, K·C·9 numbers)."""
     n, K, C = dU.shape
     dU = np.ascontiguousarray(dU)
-    dw = np.empty((K, C, 3, 3), dtype=dU.dtype)
+    given = out is not None and out.flags.c_contiguous and out.size == K * C * 9 and out.dtype == dU.dtype
+    dw = out.reshape(K, C, 3, 3) if given else np.empty((K, C, 3, 3), dtype=dU.dtype)
     _filters(launch_address(), _filter_block.native.address(dU.dtype), dw.reshape(-1), dU.reshape(-1), K * C, tile,
              True)
     return dw

@@ -136,7 +136,8 @@ class Conv2D(Layer):
         dx, d_filters, db = winograd_k.winograd_backward(dy, self._cache_y, self._cache_argmax, self._cache_x,
                                                          self._cache_filters, self.act, self.need_dx,
                                                          self.winograd_chunk(True))
-        return dx, winograd_k.filter_gradient(d_filters, self.winograd).reshape(K, C * 9), db
+        dw = winograd_k.filter_gradient(d_filters, self.winograd, out=self.grad_target("weight"))
+        return dx, dw.reshape(K, C * 9), db
 
     def backward2(self, d2y, curv: dict):
         """Second-order pass (kernels/second_order.py) after an unfused forward:

@@ -43,7 +43,8 @@ class Dense(Layer):
         if self.dropout_mask is not None:
             dy = dy * self.dropout_mask
         dx, dw, db = dense_k.dense_backward(
-            dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx
+            dy, self._cache_y, self._cache_x, self.params["weight"], self.act, self.need_dx,
+            dw_out=self.grad_target("weight"),
         )
         self.set_grad("weight", dw)
         self.set_grad("bias", db)

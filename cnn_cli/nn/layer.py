@@ -38,11 +38,19 @@ class Layer:
 
     def set_grad(self, name: str, value: np.ndarray) -> None:
         """Store a gradient: copied into the array already held when the model packed
-        the gradients into one buffer, kept as it is otherwise (a layer on its own)."""
+        the gradients into one buffer (unless the kernel wrote it there: grad_target),
+        kept as it is otherwise (a layer on its own)."""
         if self.packed:
-            self.grads[name][...] = value
+            target = self.grads[name]
+            if not np.may_share_memory(target, value):
+                target[...] = value
         else:
             self.grads[name] = value
+
+    def grad_target(self, name: str) -> np.ndarray | None:
+        """Where a kernel may write this gradient itself (the packed buffer's view),
+        saving set_grad's copy; None for a layer on its own."""
+        return self.grads[name] if self.packed else None
 
     def forward(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError

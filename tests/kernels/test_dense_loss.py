@@ -149,6 +149,19 @@ def test_dense_spec_formulas_and_need_dx(D):
     np.testing.assert_array_equal(db0, db)
 
 
+def test_dense_backward_writes_dw_where_it_is_told():
+    """The packed gradient buffer's view is filled by the kernel itself (no copy),
+    with the same numbers as a freshly allocated dw."""
+    rng = np.random.default_rng(53)
+    x, w = rng.standard_normal((6, 1100)), rng.standard_normal((1100, 5))
+    a, d = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    _, dw, _ = dense_k.dense_backward(d, a, x, w, IDENTITY, True)
+    target = np.full_like(w, np.nan)
+    _, dw_in_place, _ = dense_k.dense_backward(d, a, x, w, IDENTITY, True, dw_out=target)
+    assert np.shares_memory(dw_in_place, target)
+    np.testing.assert_array_equal(target, dw)
+
+
 def test_dense_float32():
     rng = np.random.default_rng(52)
     x = rng.standard_normal((4, 20))
