@@ -32,7 +32,7 @@ from numba import njit, types, uint64
 
 from .activations import IDENTITY, RELU, activate_span, check_code, delta_span
 from .pool import maxpool_2x2_plane
-from .runtime.blas import matmul, use_single_threaded_blas
+from .runtime.blas import matmul, matmul_add, use_single_threaded_blas
 from .runtime.filter_vector import (filter_gradient_tiles8_2, filter_gradient_tiles8_4, filter_tiles8_2,
                                     filter_tiles8_4)
 from .runtime.parallel import c_array, item_args, launch_address, native_item, parallel_for
@@ -56,6 +56,13 @@ MIN_CHUNK_TILES = 64
 # The backward pass cuts a batch into at least this many chunks where it can:
 # with two, one per core, a core that starts late holds up the whole layer.
 MIN_BACKWARD_CHUNKS = 4
+
+# ... and the chunks are dealt out in at most this many groups of consecutive
+# chunks, each group one parallel item summing its chunks' weight gradients into
+# one slot: conv2's 32 chunks at batch 64 then fill 8 slots of 36·32·32 numbers,
+# not 32, for the sum after them to read. A constant, never the thread count,
+# so the sums keep their order (8 items keep up to 8 cores busy).
+BACKWARD_GROUPS = 8
 
 # Below this many input channels the backward pass's products are too thin
 # (conv1 on RGB input has 3) and its transforms cost more than they save: the
@@ -250,24 +257,34 @@ def _winograd_forward(launch, chunk_fn, x, U, bias, act, chunk, pool):
 def _backward_chunk_signature(f):
     i, flag = types.int64, types.boolean
     return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 3), c_array(f, 4),
-            c_array(f, 2), c_array(f, 4), i, i, flag, flag)
+            c_array(f, 2), c_array(f, 4), i, i, i, flag, flag)
 
 
 @native_item(_backward_chunk_signature)
 @njit(cache=True, error_model="numpy")
-def _backward_chunk(ch, context):
-    """One parallel item of winograd_backward: the images of chunk ch; writes
-    this chunk's ∂L/∂U to dU_parts[ch], its bias gradient to db_parts[ch], and
-    its images' input gradient to dx[b0:b1]."""
-    da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, need_dx, fused = item_args(context)
+def _backward_group(g, context):
+    """One parallel item of winograd_backward: chunks g·group … of the batch, one
+    after the other, their ∂L/∂U summed into dU_parts[g] and their bias gradients
+    into db_parts[g]; their images' input gradients to dx."""
+    da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, group, need_dx, fused = item_args(context)
+    B = x.shape[0]
+    first = g * group
+    last = min((B + chunk - 1) // chunk, first + group)
+    for ch in range(first, last):
+        _backward_chunk(da3, a3, arg3, x, U, dU_parts[g], db_parts[g], dx, act, ch * chunk, min(B, ch * chunk + chunk),
+                        need_dx, fused, ch > first)
+
+
+@njit(cache=True, error_model="numpy")
+def _backward_chunk(da3, a3, arg3, x, U, dU_part, db_part, dx, act, b0, b1, need_dx, fused, accumulate):
+    """Images b0 … b1 − 1: their ∂L/∂U written to (or, with accumulate, added to)
+    dU_part, their bias gradient to db_part, their input gradient to dx[b0:b1]."""
     B, C, H, W = x.shape
     n, K = U.shape[0], da3.shape[1]
     tile = 2 if n == 16 else 4
     Q = da3.shape[2]
     P = H * W
     T = (H // tile) * (W // tile)
-    b0 = ch * chunk
-    b1 = min(B, b0 + chunk)
     tiles = (b1 - b0) * T
     # δ = ∂L/∂a·f'(a) over the chunk's images in one span, routed to each pooling
     # window's maximum when fused (the chunk's rows of da3, a3, arg3 are contiguous).
@@ -287,25 +304,27 @@ def _backward_chunk(ch, context):
     else:
         delta = np.empty((b1 - b0, K, H, W), dtype=x.dtype)
         delta_span(da_flat, a_flat, delta.reshape(span), np.int64(0), span, act)
-    _bias_gradient(delta, db_parts[ch])
+    _bias_gradient(delta, db_part, accumulate)
     # ∂L/∂U[ξ] = Σ_tiles (A δ Aᵀ)[ξ] · V[ξ]ᵀ
     where = tile_table(b0, b1, H, W, tile)
     dM = _domain(n, K, tiles, x.dtype)
     transform_planes(delta, b0, where, dM, tile, True)
     dMf = dM.reshape(dM.size)
-    dU_part = dU_parts[ch]
     V = _domain(n, C, tiles, x.dtype)
     if W // tile >= VECTOR:  # V as in forward, row by row; BLAS reads it transposed
         transform_planes(x, 0, where, V, tile, False)
         for xi in range(n):
-            matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
+            if accumulate:
+                matmul_add(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
+            else:
+                matmul(dM[xi, :K], np.bool_(False), V[xi, :C], np.bool_(True), dU_part[xi])
     else:  # gathered anyway: eight channels of a tile a call give Vᵀ, rows the product reads in place
         Vt = _domain(n, tiles, C, x.dtype)
         transform_planes_by_tile(x, 0, where, Vt, tile)
         Vtf, dUf = Vt.reshape(Vt.size), dU_part.reshape(dU_part.size)
         for xi in range(n):
             small_matmul(dMf, xi * dM.shape[1] * tiles, tiles, 1, Vtf, xi * Vt.shape[1] * C, C, dUf, xi * K * C, C,
-                         K, C, tiles)
+                         K, C, tiles, accumulate)
     if need_dx:
         # ∂L/∂V[ξ] = U[ξ]ᵀ·∂L/∂M[ξ] (into V's array), then back to pixels.
         Uf, Vf = U.reshape(U.size), V.reshape(V.size)
@@ -321,9 +340,10 @@ BIAS_LANES = 64
 
 
 @njit(cache=True, error_model="numpy")
-def _bias_gradient(delta, out):
-    """out[k] = Σ over the chunk's images and pixels of δ[b, k], in a fixed order:
-    each plane folded into BIAS_LANES running sums, image after image, then those in order."""
+def _bias_gradient(delta, out, accumulate):
+    """out[k] = Σ over the chunk's images and pixels of δ[b, k] (added to out[k] with
+    accumulate), in a fixed order: each plane folded into BIAS_LANES running
+    sums, image after image, then those in order."""
     n, K, P = delta.shape[0], delta.shape[1], delta.shape[2] * delta.shape[3]
     lanes = min(P, BIAS_LANES)
     acc = np.empty(lanes, dtype=delta.dtype)
@@ -340,7 +360,7 @@ def _bias_gradient(delta, out):
         total = delta.dtype.type(0)
         for j in range(lanes):
             total += acc[j]
-        out[k] = total
+        out[k] = out[k] + total if accumulate else total
 
 
 def winograd_backward(da, a, argmax, x, U, act, need_dx, chunk):
@@ -349,7 +369,7 @@ def winograd_backward(da, a, argmax, x, U, act, need_dx, chunk):
     its argmax, when fused); U = filter_transform(w, m), the forward pass's.
     filter_gradient(dU, m) turns dU into the weights' gradient."""
     da, a, argmax, x, U = (np.ascontiguousarray(v) for v in (da, a, argmax, x, U))
-    return _winograd_backward(launch_address(), _backward_chunk.native.address(x.dtype),
+    return _winograd_backward(launch_address(), _backward_group.native.address(x.dtype),
                               _sum_slots.native.address(x.dtype), da, a, argmax, x, U, act, need_dx, chunk)
 
 
@@ -396,16 +416,18 @@ def _winograd_backward(launch, chunk_fn, sum_fn, da, a, argmax, x, U, act, need_
     a3 = a.reshape((B, K, Q))
     arg3 = argmax.reshape((argmax.shape[0], K, Q))
     chunks = (B + chunk - 1) // chunk
-    dU_parts = np.empty((chunks, n, K, C), dtype=x.dtype)
-    db_parts = np.empty((chunks, K), dtype=x.dtype)
+    group = (chunks + BACKWARD_GROUPS - 1) // BACKWARD_GROUPS
+    groups = (chunks + group - 1) // group
+    dU_parts = np.empty((groups, n, K, C), dtype=x.dtype)
+    db_parts = np.empty((groups, K), dtype=x.dtype)
     dx = np.empty((B if need_dx else 0, C, H, W), dtype=x.dtype)
-    parallel_for(_backward_chunk, launch, chunk_fn, chunks,
-                 (da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, need_dx, argmax.shape[0] > 0))
-    # Slots summed in chunk order, each domain position its own parallel item.
+    parallel_for(_backward_group, launch, chunk_fn, groups,
+                 (da3, a3, arg3, x, U, dU_parts, db_parts, dx, act, chunk, group, need_dx, argmax.shape[0] > 0))
+    # Slots summed in group order, each domain position its own parallel item.
     dU = np.empty((n, K * C), dtype=x.dtype)
-    parallel_for(_sum_slots, launch, sum_fn, n, (dU_parts.reshape((chunks, n, K * C)), dU))
+    parallel_for(_sum_slots, launch, sum_fn, n, (dU_parts.reshape((groups, n, K * C)), dU))
     dbias = np.zeros(K, dtype=x.dtype)
-    for c in range(chunks):
+    for c in range(groups):
         for k in range(K):
             dbias[k] += db_parts[c, k]
     return dx, dU.reshape((n, K, C)), dbias

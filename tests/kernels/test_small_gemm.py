@@ -46,6 +46,17 @@ def test_matches_numpy(dtype, rows, depth, columns, transposed):
     assert np.isnan(gaps).all(), "wrote outside the result's rows and columns"
 
 
+@pytest.mark.parametrize("rows, depth, columns", [(9, 33, 70), (4, 5, 16), (1, 2, 3)])
+def test_accumulate_adds_the_product_to_c(rows, depth, columns):
+    rng = np.random.default_rng(rows + columns)
+    a, b = rng.standard_normal((rows, depth)), rng.standard_normal((depth, columns))
+    c = rng.standard_normal((rows, columns))
+    start = c.copy()
+    small_matmul(a.reshape(-1), 0, depth, 1, b.reshape(-1), 0, columns, c.reshape(-1), 0, columns, rows, columns, depth,
+                 True)
+    np.testing.assert_allclose(c, start + a @ b, rtol=1e-13, atol=1e-13)
+
+
 def test_an_empty_inner_dimension_gives_zeros():
     c, gaps = product(np.zeros((6, 0), np.float32), np.zeros((0, 40), np.float32))
     assert (c == 0).all() and np.isnan(gaps).all()

@@ -73,8 +73,9 @@ _GEMM_ARGS = (_CHAR, _CHAR, _CHAR, _SIZE, _SIZE, _SIZE, _VOID_P, _VOID_P, _SIZE,
 
 
 @intrinsic
-def _column_major_gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ldc):
-    """BLAS ?gemm in its own column-major terms, alpha 1 and beta 0, through the
+def _column_major_gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta):
+    """BLAS ?gemm in its own column-major terms, alpha 1 and the given beta (0: c is
+    overwritten, 1: the product is added to it), through the
     wrapper Numba's np.dot calls (numba_xxgemm: SciPy's BLAS). transa/transb are
     booleans; a, b and c are C-contiguous arrays of one float type, passed by
     their data pointers. Returns BLAS's status (0 when it ran)."""
@@ -86,7 +87,7 @@ def _column_major_gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ld
     kind = ord("s" if a.dtype == types.float32 else "d")
 
     def codegen(context, builder, signature, args):
-        ta, tb, m_v, n_v, k_v, a_v, lda_v, b_v, ldb_v, c_v, ldc_v = args
+        ta, tb, m_v, n_v, k_v, a_v, lda_v, b_v, ldb_v, c_v, ldc_v, beta_v = args
         fnty = ir.FunctionType(ir.IntType(32), _GEMM_ARGS)
         gemm = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
         char, void_p = _CHAR, _VOID_P
@@ -101,17 +102,20 @@ def _column_major_gemm(typingctx, transa, transb, m, n, k, a, lda, b, ldb, c, ld
             slot = cgutils.alloca_once_value(builder, context.get_constant(signature.args[5].dtype, value))
             return builder.bitcast(slot, void_p)
 
+        beta_slot = cgutils.alloca_once_value(builder, context.cast(builder, beta_v, signature.args[11],
+                                                                    signature.args[5].dtype))
+
         i64 = types.int64
         sizes = [context.cast(builder, v, t, i64) for v, t in
                  ((m_v, signature.args[2]), (n_v, signature.args[3]), (k_v, signature.args[4]),
                   (lda_v, signature.args[6]), (ldb_v, signature.args[8]), (ldc_v, signature.args[10]))]
         status = builder.call(gemm, (ir.Constant(char, kind), flag(ta), flag(tb), sizes[0], sizes[1], sizes[2],
                                      scalar(1.0), data(signature.args[5], a_v), sizes[3],
-                                     data(signature.args[7], b_v), sizes[4], scalar(0.0),
+                                     data(signature.args[7], b_v), sizes[4], builder.bitcast(beta_slot, void_p),
                                      data(signature.args[9], c_v), sizes[5]))
         return status
 
-    return types.int32(transa, transb, m, n, k, a, lda, b, ldb, c, ldc), codegen
+    return types.int32(transa, transb, m, n, k, a, lda, b, ldb, c, ldc, beta), codegen
 
 
 @njit(cache=True, error_model="numpy")
@@ -135,7 +139,7 @@ def matmul(a, a_transposed, b, b_transposed, out):
                 out[i, j] = 0
         return
     status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, max(1, b.shape[1]), a,
-                                max(1, a.shape[1]), out, N)
+                                max(1, a.shape[1]), out, N, 0.0)
     if status != 0:
         raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")
 
@@ -147,6 +151,20 @@ def matmul_strided(a, a_transposed, lda, b, b_transposed, ldb, out, ldc, M, N, K
     columns of larger row-major matrices, read and written in place."""
     if M == 0 or N == 0:
         return
-    status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, ldb, a, lda, out, ldc)
+    status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, ldb, a, lda, out, ldc, 0.0)
+    if status != 0:
+        raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")
+
+
+@njit(cache=True, error_model="numpy")
+def matmul_add(a, a_transposed, b, b_transposed, out):
+    """out += op(a)·op(b), as matmul otherwise (BLAS's beta = 1)."""
+    M = out.shape[0]
+    N = out.shape[1]
+    K = a.shape[0] if a_transposed else a.shape[1]
+    if M == 0 or N == 0 or K == 0:
+        return
+    status = _column_major_gemm(b_transposed, a_transposed, N, M, K, b, max(1, b.shape[1]), a,
+                                max(1, a.shape[1]), out, N, 1.0)
     if status != 0:
         raise RuntimeError("BLAS is not available to Numba (is SciPy installed?)")

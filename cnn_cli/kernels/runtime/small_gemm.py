@@ -54,14 +54,16 @@ def _fma(builder, a, b, c):
 
 def _gemm_block(rows, vectors=VECTORS):
     @intrinsic
-    def gemm_block(typingctx, a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count):
+    def gemm_block(typingctx, a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count, accumulate):
         """c[r, j] = Σ_{k < depth} a[r, k]·b[k, j] for r < rows and j < count, count
-        at most `vectors` vectors (see the module's docstring for the addressing)."""
+        at most `vectors` vectors (see the module's docstring for the addressing);
+        with `accumulate`, the sum starts from c[r, j] instead of 0."""
         arrays = (a, b, c)
         if not (all(isinstance(x, types.Array) and x.ndim == 1 and x.layout == "C" for x in arrays)
                 and isinstance(a.dtype, types.Float) and a.dtype == b.dtype == c.dtype
                 and all(isinstance(v, types.Integer) for v in (a_at, a_row, a_col, b_at, b_row, c_at, c_row,
-                                                               depth, count))):
+                                                               depth, count))
+                and isinstance(accumulate, types.Boolean)):
             return None
 
         def codegen(context, builder, signature, args):
@@ -78,6 +80,20 @@ def _gemm_block(rows, vectors=VECTORS):
             masks = [bld.icmp_signed("<", ir.Constant(index, [q * lanes + l for l in range(lanes)]),
                                      splat(bld, count_v, index)) for q in range(vectors)]
             acc = [[cgutils.alloca_once_value(bld, zero) for _ in range(vectors)] for _ in range(rows)]
+            full = bld.icmp_signed(">=", count_v, ir.Constant(i64, vectors * lanes))
+
+            def c_pointer(r, q):
+                at = bld.add(bld.add(c_at_v, bld.mul(ir.Constant(i64, r), c_row_v)), ir.Constant(i64, q * lanes))
+                return bld.bitcast(_element_pointer(context, bld, signature.args[7], args[7], at), vector.as_pointer())
+
+            with bld.if_then(context.cast(bld, args[12], signature.args[12], types.boolean)):
+                for r in range(rows):
+                    for q in range(vectors):
+                        with bld.if_else(full) as (whole, part):
+                            with whole:
+                                bld.store(bld.load(c_pointer(r, q), align=1), acc[r][q])
+                            with part:
+                                bld.store(_masked_load(bld, c_pointer(r, q), masks[q], vector), acc[r][q])
 
             def a_value(r, k):
                 at = bld.add(a_at_v, bld.add(bld.mul(ir.Constant(i64, r), a_row_v), bld.mul(k, a_col_v)))
@@ -98,7 +114,6 @@ def _gemm_block(rows, vectors=VECTORS):
                         for q in range(vectors):
                             bld.store(_fma(bld, factor, row[q], bld.load(acc[r][q])), acc[r][q])
 
-            full = bld.icmp_signed(">=", count_v, ir.Constant(i64, vectors * lanes))
             with bld.if_else(full) as (whole, part):
                 with whole:
                     inner_loop(False)
@@ -106,9 +121,7 @@ def _gemm_block(rows, vectors=VECTORS):
                     inner_loop(True)
             for r in range(rows):
                 for q in range(vectors):
-                    at = bld.add(bld.add(c_at_v, bld.mul(ir.Constant(i64, r), c_row_v)), ir.Constant(i64, q * lanes))
-                    pointer = bld.bitcast(_element_pointer(context, bld, signature.args[7], args[7], at),
-                                          vector.as_pointer())
+                    pointer = c_pointer(r, q)
                     value = bld.load(acc[r][q])
                     with bld.if_else(full) as (whole, part):
                         with whole:
@@ -117,7 +130,7 @@ def _gemm_block(rows, vectors=VECTORS):
                             _masked_store(bld, value, pointer, masks[q])
             return context.get_dummy_value()
 
-        return types.none(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count), codegen
+        return types.none(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count, accumulate), codegen
 
     return gemm_block
 
@@ -130,10 +143,11 @@ gemm_rows_half, gemm_row_half = _gemm_block(ROWS, HALF), _gemm_block(1, HALF)
 
 
 @njit(cache=True, error_model="numpy")
-def small_matmul(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, rows, columns, depth):
-    """c = a·b for (rows, depth)·(depth, columns) on flat arrays (module docstring):
-    column blocks of VECTORS vectors (the last one half as wide when that is
-    enough), each with every row of a in turn, so the block of b stays in L1."""
+def small_matmul(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, rows, columns, depth, accumulate=False):
+    """c = a·b for (rows, depth)·(depth, columns) on flat arrays (module docstring),
+    or c += a·b with `accumulate`: column blocks of VECTORS vectors (the last one
+    half as wide when that is enough), each with every row of a in turn, so the
+    block of b stays in L1."""
     lanes = VECTOR_BYTES // c.itemsize
     block, half = VECTORS * lanes, HALF * lanes
     j = 0
@@ -144,15 +158,15 @@ def small_matmul(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, rows, co
         while r + ROWS <= rows:
             at_a, at_c = a_at + r * a_row, c_at + r * c_row + j
             if narrow:
-                gemm_rows_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+                gemm_rows_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count, accumulate)
             else:
-                gemm_rows(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+                gemm_rows(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count, accumulate)
             r += ROWS
         while r < rows:
             at_a, at_c = a_at + r * a_row, c_at + r * c_row + j
             if narrow:
-                gemm_row_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+                gemm_row_half(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count, accumulate)
             else:
-                gemm_row(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count)
+                gemm_row(a, at_a, a_row, a_col, b, b_at + j, b_row, c, at_c, c_row, depth, count, accumulate)
             r += 1
         j += count
