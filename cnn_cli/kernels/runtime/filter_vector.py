@@ -8,7 +8,7 @@ Filters are stored (K·C, 9), taps of one filter together, and the domain
 values (ξ, K·C), one row per domain position: the eight filters' taps are
 gathered at a stride of 9 (or scattered, for the gradient), their domain
 values are eight contiguous numbers of each row. The arithmetic is
-tile_vector.py's `sandwich`, G's entries as constants.
+tile_algebra.py's `sandwich`, G's entries as constants.
 """
 
 from llvmlite import ir
@@ -16,7 +16,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile_vector import _Lanes, sandwich
+from .tile_algebra import sandwich
+from .tile_vector import _Lanes
 from .vector import VECTOR, splat
 
 # G of each tile size (Lavin & Gray 2016): U = G g Gᵀ.

@@ -29,7 +29,7 @@ from numba import njit, types
 from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-from .vector import _element_pointer, _masked_load, _masked_store, splat
+from .vector import _element_pointer, _masked_load, _masked_store, load_group, splat
 
 
 def _wide_vectors() -> bool:
@@ -50,6 +50,15 @@ def _fma(builder, a, b, c):
     fnty = ir.FunctionType(a.type, [a.type] * 3)
     return builder.call(cgutils.get_or_insert_function(builder.module, fnty, f"llvm.fma.v{a.type.count}{element}"),
                         [a, b, c])
+
+
+def _store_c(bld, value, pointer, full, mask):
+    """A vector of c: stored plain when the block is full, else masked to the columns that exist."""
+    with bld.if_else(full) as (whole, part):
+        with whole:
+            bld.store(value, pointer, align=1)
+        with part:
+            _masked_store(bld, value, pointer, mask)
 
 
 def _gemm_block(rows, vectors=VECTORS):
@@ -89,11 +98,7 @@ def _gemm_block(rows, vectors=VECTORS):
             with bld.if_then(context.cast(bld, args[12], signature.args[12], types.boolean)):
                 for r in range(rows):
                     for q in range(vectors):
-                        with bld.if_else(full) as (whole, part):
-                            with whole:
-                                bld.store(bld.load(c_pointer(r, q), align=1), acc[r][q])
-                            with part:
-                                bld.store(_masked_load(bld, c_pointer(r, q), masks[q], vector), acc[r][q])
+                        bld.store(load_group(bld, c_pointer(r, q), full, masks[q], vector), acc[r][q])
 
             def a_value(r, k):
                 at = bld.add(a_at_v, bld.add(bld.mul(ir.Constant(i64, r), a_row_v), bld.mul(k, a_col_v)))
@@ -121,13 +126,7 @@ def _gemm_block(rows, vectors=VECTORS):
                     inner_loop(True)
             for r in range(rows):
                 for q in range(vectors):
-                    pointer = c_pointer(r, q)
-                    value = bld.load(acc[r][q])
-                    with bld.if_else(full) as (whole, part):
-                        with whole:
-                            bld.store(value, pointer, align=1)
-                        with part:
-                            _masked_store(bld, value, pointer, masks[q])
+                    _store_c(bld, bld.load(acc[r][q]), c_pointer(r, q), full, masks[q])
             return context.get_dummy_value()
 
         return types.none(a, a_at, a_row, a_col, b, b_at, b_row, c, c_at, c_row, depth, count, accumulate), codegen

@@ -7,7 +7,7 @@ lanes empty. Here lane l is the chunk's tile t0 + l, wherever it is: a table
 `where` (3, tiles) gives each tile's image, tile row and tile column, and the
 patch numbers are gathered (masked: padding reads as zero without being
 read), the outputs scattered, with one gather or scatter per patch position.
-The arithmetic is tile_vector.py's, lane by lane.
+The arithmetic is tile_algebra.py's, lane by lane.
 
 Arrays of planes are 4-D, (images, channels, H, W); a tile of image b and
 channel c reads plane ((b − shift)·channels + c), so a chunk-local array
@@ -20,7 +20,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .tile_vector import BT, A, _Lanes, fold, neighbour_loader, pool_windows, sandwich, tile_outputs
+from .tile_algebra import BT, A, fold, pool_windows, sandwich
+from .tile_vector import _Lanes, neighbour_loader, tile_outputs
 from .vector import VECTOR, splat
 
 _I64 = ir.IntType(64)
