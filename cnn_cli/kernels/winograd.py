@@ -12,18 +12,20 @@ Each tile of m×m outputs (m = 4 or 2) needs the (m + 2)² input patch d around 
 with U = G g Gᵀ the filters and V = Bᵀ d B the patches carried into the
 "Winograd domain". There, summing over channels is one matrix product per
 domain position ξ ((m + 2)² of them): M[ξ] (K, tiles) = U[ξ] (K, C) · V[ξ]
-(C, tiles), done by BLAS like the im2col products of kernels/conv.py, with
-36/144 (or 16/36) of their multiplications and no lowered copy of the input.
-The tile transforms are in kernels/winograd_tiles.py.
+(C, tiles), with 36/144 (or 16/36) of im2col's multiplications and no lowered
+copy of the input. The products are runtime/small_gemm.py's, which read the
+domain matrices in place (BLAS for the weight gradient of maps of 8 or more
+tiles a row); the tile transforms are in kernels/winograd_tiles.py.
 
 Accuracy: F(2×2)'s matrices hold only 0, ±1 and ±½, so its transforms are
 exact but for rounding. F(4×4)'s hold up to 8 and 1/24 and lose a few more
 bits: up to a few millionths of the output's scale in float32 (tests/kernels/test_winograd.py).
 
 Chunks, determinism and the fused 2×2 max pooling work as in kernels/conv.py:
-one chunk of images per parallel item, weight and bias gradients in per-chunk
-slots summed in chunk order, BLAS on one thread; planes are finished by the
-same activation and pooling helpers, so pooling ties resolve the same way.
+one chunk of images per parallel item (backward: a group of consecutive
+chunks), weight and bias gradients in per-item slots summed in order, BLAS on
+one thread. Relu and the pooling run inside the output transform with the
+comparisons of the pooling kernel, so pooling ties resolve the same way.
 Map sides are multiples of the tile here (winograd_tile says which tile).
 """
 
@@ -69,7 +71,6 @@ BACKWARD_GROUPS = 8
 # backward pass stays on im2col (which needs only the layer's input and output),
 # the forward pass gains at any channel count.
 MIN_CHANNELS = 8
-
 
 
 def winograd_tile(kernel, stride, padding, out_hw) -> int:
@@ -254,13 +255,13 @@ def _winograd_forward(launch, chunk_fn, x, U, bias, act, chunk, pool):
 # ---------------------------------------------------------------- backward
 
 
-def _backward_chunk_signature(f):
+def _backward_group_signature(f):
     i, flag = types.int64, types.boolean
     return (c_array(f, 3), c_array(f, 3), c_array(types.int32, 3), c_array(f, 4), c_array(f, 3), c_array(f, 4),
             c_array(f, 2), c_array(f, 4), i, i, i, flag, flag)
 
 
-@native_item(_backward_chunk_signature)
+@native_item(_backward_group_signature)
 @njit(cache=True, error_model="numpy")
 def _backward_group(g, context):
     """One parallel item of winograd_backward: chunks g·group … of the batch, one
@@ -279,7 +280,7 @@ def _backward_group(g, context):
 def _backward_chunk(da3, a3, arg3, x, U, dU_part, db_part, dx, act, b0, b1, need_dx, fused, accumulate):
     """Images b0 … b1 − 1: their ∂L/∂U written to (or, with accumulate, added to)
     dU_part, their bias gradient to db_part, their input gradient to dx[b0:b1]."""
-    B, C, H, W = x.shape
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
     n, K = U.shape[0], da3.shape[1]
     tile = 2 if n == 16 else 4
     Q = da3.shape[2]
