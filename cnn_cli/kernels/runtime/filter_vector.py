@@ -75,8 +75,7 @@ def _filter_tiles8(tile):
             taps = [_call(b, gather, lanes.narrow, [p, ir.Constant(ir.IntType(32), 4), live,
                                                     ir.Constant(lanes.narrow, None)]) for p in pointers]
             out = [v for row in sandwich(b, G[tile], [taps[3 * i:3 * i + 3] for i in range(3)]) for v in row]
-            for value, target in zip(out, lanes.domain_rows(signature.args[2], args[2], f0_v, step_v, len(out))):
-                lanes.store(value, target, count_v)
+            lanes.store_rows(out, signature.args[2], args[2], f0_v, step_v, count_v)
             return context.get_dummy_value()
 
         return types.none(w, f0, u, step, count), codegen

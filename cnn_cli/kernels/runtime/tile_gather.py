@@ -91,8 +91,7 @@ class _Tiles:
               [value, self.pointers(row, col), ir.Constant(ir.IntType(32), 4), self.live])
 
     def store_domain(self, values, array_type, array, base, step):
-        for value, target in zip(values, self.lanes.domain_rows(array_type, array, base, step, len(values))):
-            self.lanes.store(value, target, self.count)
+        self.lanes.store_rows(values, array_type, array, base, step, self.count)
 
     def load_domain(self, array_type, array, base, step, n):
         return [self.lanes.load(self.lanes.narrow, row, ir.Constant(_I64, 0), self.count)
@@ -289,8 +288,7 @@ def _gather_input_channels8(tile):
                                           ir.Constant(lanes.narrow, None)]))
                 patch.append(values)
             out = [v for row in sandwich(b, BT[tile], patch) for v in row]  # Bᵀ·d·B
-            for value, target in zip(out, lanes.domain_rows(signature.args[5], args[5], base_v, step_v, len(out))):
-                lanes.store(value, target, count_v)
+            lanes.store_rows(out, signature.args[5], args[5], base_v, step_v, count_v)
             return context.get_dummy_value()
 
         return types.none(planes, image, top, left, c0, vt, base, step, count), codegen

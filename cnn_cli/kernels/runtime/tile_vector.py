@@ -100,6 +100,11 @@ class _Lanes:
         b = self.b
         return [self.at(array_type, array, b.add(base, b.mul(step, ir.Constant(step.type, xi)))) for xi in range(count)]
 
+    def store_rows(self, values, array_type, array, base, step, count):
+        """Value ξ to domain row ξ (base + ξ·step), its first `count` lanes."""
+        for value, target in zip(values, self.domain_rows(array_type, array, base, step, len(values))):
+            self.store(value, target, count)
+
 
 def neighbour_loader(lanes, tile, array_type, array, base, step, first, limit, valid):
     """neighbour(dy, dx, i, j) for fold(), from a flat Winograd-domain array holding
@@ -160,8 +165,7 @@ def _input_tiles8(tile):
             for i in range(tile + 2):
                 columns = lanes.phases(near[i], tile) + lanes.phases(far[i], tile)[:2]  # patch columns 0 … m + 1
                 out += _apply(b, BT[tile], columns)
-            for value, target in zip(out, lanes.domain_rows(signature.args[3], args[3], base_v, step_v, len(out))):
-                lanes.store(value, target, count_v)
+            lanes.store_rows(out, signature.args[3], args[3], base_v, step_v, count_v)
             return context.get_dummy_value()
 
         return types.none(plane, top, col, v, base, step, count), codegen
@@ -287,8 +291,7 @@ def _gradient_tiles8(tile):
                 start = lanes.at(signature.args[0], args[0], b.mul(b.add(top_v, ir.Constant(top_v.type, r)), width))
                 delta.append(lanes.phases(lanes.load(lanes.wide(tile), start, col_v, limit), tile))
             out = [v for row in sandwich(b, A[tile], delta) for v in row]  # A·δ·Aᵀ
-            for value, target in zip(out, lanes.domain_rows(signature.args[3], args[3], base_v, step_v, len(out))):
-                lanes.store(value, target, count_v)
+            lanes.store_rows(out, signature.args[3], args[3], base_v, step_v, count_v)
             return context.get_dummy_value()
 
         return types.none(plane, top, col, dm, base, step, count), codegen
