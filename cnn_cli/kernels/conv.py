@@ -68,6 +68,10 @@ def chunk_images(R, P):
 # the cache rule; LeNet-5's layers already have chunk·P ≥ 400 and are unchanged.
 MIN_BACKWARD_POSITIONS = 256
 
+# Running sums a bias gradient's row of P numbers is folded into before they are
+# added in order (see _backward_chunk).
+BIAS_LANES = 64
+
 
 def backward_chunk_images(R, P):
     """Images per chunk of a backward pass that recomputes its columns (none kept)."""
@@ -215,9 +219,11 @@ def _backward_chunk(ch, context):
     for q in range(delta_t.shape[0]):
         for k in range(K):
             delta_t[q, k] = delta[k, q]
-    # Bias-gradient sums: element-wise into P-long rows (vectorises), each
-    # row then added up in order.
+    # Bias-gradient sums: element-wise into P-long rows (vectorises), each row
+    # folded into BIAS_LANES sums (vectorises too), those added up in order: one
+    # chain of P dependent additions per filter would wait on each in turn.
     acc = np.empty(P, dtype=x.dtype)
+    lanes = min(P, BIAS_LANES)
     for k in range(K):
         drow = delta[k]
         for p in range(P):
@@ -226,9 +232,12 @@ def _backward_chunk(ch, context):
             base = i * P
             for p in range(P):
                 acc[uint64(p)] += drow[uint64(base + p)]
+        for start in range(lanes, P, lanes):
+            for j in range(min(lanes, P - start)):
+                acc[uint64(j)] += acc[uint64(start + j)]
         total = x.dtype.type(0)
-        for p in range(P):
-            total += acc[p]
+        for j in range(lanes):
+            total += acc[j]
         db_part[k] = total
     # dWᵀ = cols·δᵀ (R, K) rather than dW = δ·colsᵀ (K, R): the same products,
     # in the orientation OpenBLAS runs faster for these shapes. OpenBLAS
