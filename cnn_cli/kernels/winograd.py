@@ -100,11 +100,10 @@ def chunk_images(channels, filters, height, width, itemsize, tile):
 
 
 def backward_chunk_images(channels, filters, height, width, itemsize, tile):
-    """Images per parallel chunk of the backward pass: twice forward's. Each chunk
-    writes its own (m + 2)²·K·C weight-gradient slot, and all slots are then
-    summed: on deep layers (128×128 filters on 8×8 maps) a slot is as large
-    as a whole image's transforms, and with forward's chunks writing and
-    summing the slots would cost more than the products (Design measurements)."""
+    """Images per parallel chunk of the backward pass: twice forward's, so the
+    weight gradient's products sum over twice the tiles; a sweep picked it
+    (Design measurements). The batch may then be cut finer (MIN_BACKWARD_CHUNKS),
+    and the chunks are dealt out in groups (BACKWARD_GROUPS)."""
     return 2 * chunk_images(channels, filters, height, width, itemsize, tile)
 
 

@@ -4,8 +4,8 @@ A training step allocates and frees the same arrays every time: outputs,
 Winograd-domain chunks, gradient slots, a few MB each. With glibc's default
 settings, arrays above a moving threshold are mapped fresh from the kernel and
 unmapped when freed, and the top of the heap is trimmed, so each step touches
-new pages and takes ~1,500 page faults, a few ms of system time on the
-CIFAR-10 network (benchmarks/RESULTS.md, Design measurements). Fixing both
+new pages and pays for their page faults in system time (benchmarks/RESULTS.md,
+Design measurements). Fixing both
 thresholds keeps freed memory in the heap, where the next step finds it: the
 two cost nothing in peak memory, only in memory handed back after a peak.
 

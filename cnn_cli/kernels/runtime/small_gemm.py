@@ -2,7 +2,7 @@
 
 Per chunk, the Winograd kernels multiply 36 pairs of matrices of 32 to 128
 rows and 64 to 256 columns. BLAS packs both operands into its own layout
-before every product and reaches half its large-matrix speed on these; the
+before every product, a cost these small products do not repay; the
 products here read the operands where they are (rows of the right-hand
 operand are contiguous) and keep a block of `ROWS` × `VECTORS` vectors of the
 result in registers while the inner dimension runs (figures:
